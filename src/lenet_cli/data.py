@@ -1,0 +1,216 @@
+"""The MNIST datamodule: verified IDX files → one tensor per split on the training device → batches.
+
+There is no ``Dataset``/``DataLoader`` per sample here. The images are decoded once, resized (or
+padded) to 32×32 and normalised as one batched tensor operation, and kept on the device the model
+runs on; a batch is one index gather. Lightning accepts any iterable as a loader, and calls
+``set_epoch`` on its ``sampler`` at each epoch, which is all the shuffling needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+from lenet_cli import idx
+from lenet_cli.errors import LenetError
+
+MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels on [0, 1]
+INPUT_SIZE = 32  # LeNet's input; MNIST digits are 28×28
+Batch = tuple[Tensor, Tensor, Tensor]  # images (B, 1, 32, 32) float, labels (B,) int64, indices (B,) int64
+
+
+def to_model_input(
+    images: Tensor, mode: Literal["resize", "pad"] = "resize", device: torch.device | str = "cpu"
+) -> Tensor:
+    """uint8 (N, H, W) digits → normalised float32 (N, 1, 32, 32) on ``device``, in chunks."""
+    chunks = []
+    for chunk in images.split(8192):
+        x = chunk.to(device).unsqueeze(1).float().div_(255)
+        if mode == "resize":
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        else:
+            pad_h, pad_w = INPUT_SIZE - x.shape[-2], INPUT_SIZE - x.shape[-1]
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        chunks.append(x.sub_(MEAN).div_(STD))
+    return torch.cat(chunks)
+
+
+class EpochOrder:
+    """The sample order of one epoch: a permutation seeded by ``seed + epoch``, or 0..n-1."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0) -> None:
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.size, generator=generator)
+
+
+class TensorBatches:
+    """Batches ``(images[i], labels[i], i)`` over tensors that already live on the training device.
+
+    Under DDP each rank takes its own part. Training (``drop_last``) gives every rank the same number
+    of samples, as gradient all-reduce needs; evaluation splits 0..n-1 into contiguous parts so each
+    sample is seen exactly once over all ranks (no padding duplicates, unlike DistributedSampler).
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.sampler = EpochOrder(len(images), shuffle, seed)
+        self.batch_sampler = None  # read by Lightning's loader checks alongside ``sampler``
+
+    def shard(self) -> Tensor:
+        """The dataset indices this rank visits this epoch, in order."""
+        order = self.sampler.indices()
+        if self.world_size == 1:
+            return order
+        if self.drop_last:
+            per_rank = len(order) // self.world_size
+            return order[self.rank :: self.world_size][:per_rank]
+        return torch.tensor_split(order, self.world_size)[self.rank]
+
+    def __len__(self) -> int:
+        size, world = len(self.images), self.world_size
+        if self.drop_last:
+            return (size // world) // self.batch_size
+        shard_size = size // world + (1 if self.rank < size % world else 0)  # as torch.tensor_split
+        return -(-shard_size // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.shard().to(self.images.device, non_blocking=True)
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            indices = order[start : start + self.batch_size]
+            yield self.images[indices], self.labels[indices], indices
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST (or any MNIST-format IDX set) kept in memory on the training device.
+
+    Args:
+        data_dir: Folder with the four IDX files (``.gz`` or not). ``None`` uses the verified copy
+            bundled with the package (no network). A folder that lacks the files is downloaded into
+            from the canonical mirrors, if ``download`` is true.
+        batch_size: Training images per step (per device under DDP).
+        eval_batch_size: Images per validation/test/predict step.
+        val_size: Images held out of the 60 000 training images for validation.
+        split_seed: Seed of the train/validation split (kept fixed so runs compare on the same split).
+        input_mode: ``"resize"`` 28×28 → 32×32 bilinearly (the tutorial's), or ``"pad"`` 2 pixels of
+            background on each side (LeCun's original LeNet-5 input).
+        download: Allow downloading into ``data_dir`` when files are missing.
+        predict_path: Image file, folder or glob to predict on instead of the MNIST test set.
+        num_workers: Threads decoding ``predict_path`` images (0: the main thread). MNIST itself is
+            decoded once into memory and needs no workers.
+    """
+
+    in_channels = 1
+    num_classes = 10
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 42,
+        input_mode: Literal["resize", "pad"] = "resize",
+        download: bool = True,
+        predict_path: str | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise LenetError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        self.save_hyperparameters()
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.raw_test_images: Tensor | None = None  # uint8 (N, 28, 28): for sample images and reports
+        self.predict_sources: list[str] | None = None  # file names when predicting on user images
+        self.shuffle_seed = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str) -> None:
+        if self.splits and (stage != "predict" or "predict" in self.splits):
+            return
+        arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
+        train_images, train_labels = arrays["train_images"], arrays["train_labels"].long()
+        if not 0 < self.hparams.val_size < len(train_images):
+            raise LenetError(f"val_size must be between 1 and {len(train_images) - 1}, got {self.hparams.val_size}")
+        # A seeded split, independent of the global seed: every run validates on the same images.
+        order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
+
+        mode, device = self.hparams.input_mode, self.device
+        self.splits["train"] = (to_model_input(train_images[train_index], mode, device), train_labels[train_index].to(device))
+        self.splits["val"] = (to_model_input(train_images[val_index], mode, device), train_labels[val_index].to(device))
+        self.raw_test_images = arrays["test_images"]
+        self.splits["test"] = (to_model_input(arrays["test_images"], mode, device), arrays["test_labels"].long().to(device))
+        if self.hparams.predict_path is not None:
+            self._setup_user_images(mode, device)
+        else:
+            self.splits["predict"] = self.splits["test"]
+
+        # One shuffle seed for all ranks (from the global RNG, so --seed_everything fixes it): DDP
+        # ranks must cut their shards from the same permutation.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
+
+    def _setup_user_images(self, mode: str, device: torch.device) -> None:
+        from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
+
+        digits, sources = images.load_digits(self.hparams.predict_path, num_workers=self.hparams.num_workers)
+        self.predict_sources = sources
+        unknown = torch.full((len(digits),), -1, dtype=torch.long, device=device)
+        self.splits["predict"] = (to_model_input(digits, mode, device), unknown)
+        self.raw_predict_images = digits
+
+    def _batches(self, split: str, train: bool = False) -> TensorBatches:
+        images, labels = self.splits[split]
+        trainer = self.trainer
+        return TensorBatches(
+            images,
+            labels,
+            self.hparams.batch_size if train else self.hparams.eval_batch_size,
+            shuffle=train,
+            drop_last=train,
+            seed=self.shuffle_seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test")
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("predict")
