@@ -145,8 +145,10 @@ class MNISTDataModule(LightningDataModule):
         if batch_size < 1 or eval_batch_size < 1:
             raise LenetError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
         self.save_hyperparameters()
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.raw: dict[str, tuple[Tensor, Tensor]] = {}  # uint8 (N, 28, 28) images, int64 labels, on the CPU
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # model inputs on the device (model_inputs)
         self.raw_test_images: Tensor | None = None  # uint8 (N, 28, 28): for sample images and reports
+        self.raw_predict_images: Tensor | None = None  # uint8 (N, 28, 28) user digits, after preprocessing
         self.predict_sources: list[str] | None = None  # file names when predicting on user images
         self.shuffle_seed = 0
 
@@ -155,8 +157,17 @@ class MNISTDataModule(LightningDataModule):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def setup(self, stage: str) -> None:
-        if self.splits and (stage != "predict" or "predict" in self.splits):
-            return
+        if stage == "predict" and self.hparams.predict_path is not None:
+            if "predict" not in self.raw:
+                self._load_user_images()
+        elif "train" not in self.raw:
+            self._load_mnist()
+        # One shuffle seed for all ranks (drawn from the global RNG, so --seed_everything fixes it):
+        # DDP ranks must cut their shards from the same permutation.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
+
+    def _load_mnist(self) -> None:
         arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
         train_images, train_labels = arrays["train_images"], arrays["train_labels"].long()
         if not 0 < self.hparams.val_size < len(train_images):
@@ -164,33 +175,33 @@ class MNISTDataModule(LightningDataModule):
         # A seeded split, independent of the global seed: every run validates on the same images.
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
-
-        mode, device = self.hparams.input_mode, self.device
-        self.splits["train"] = (to_model_input(train_images[train_index], mode, device), train_labels[train_index].to(device))
-        self.splits["val"] = (to_model_input(train_images[val_index], mode, device), train_labels[val_index].to(device))
+        self.raw["train"] = (train_images[train_index], train_labels[train_index])
+        self.raw["val"] = (train_images[val_index], train_labels[val_index])
+        self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
         self.raw_test_images = arrays["test_images"]
-        self.splits["test"] = (to_model_input(arrays["test_images"], mode, device), arrays["test_labels"].long().to(device))
-        if self.hparams.predict_path is not None:
-            self._setup_user_images(mode, device)
-        else:
-            self.splits["predict"] = self.splits["test"]
 
-        # One shuffle seed for all ranks (from the global RNG, so --seed_everything fixes it): DDP
-        # ranks must cut their shards from the same permutation.
-        seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
-
-    def _setup_user_images(self, mode: str, device: torch.device) -> None:
+    def _load_user_images(self) -> None:
         from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
 
         digits, sources = images.load_digits(self.hparams.predict_path, num_workers=self.hparams.num_workers)
         self.predict_sources = sources
-        unknown = torch.full((len(digits),), -1, dtype=torch.long, device=device)
-        self.splits["predict"] = (to_model_input(digits, mode, device), unknown)
         self.raw_predict_images = digits
+        self.raw["predict"] = (digits, torch.full((len(digits),), -1, dtype=torch.long))
+
+    def model_inputs(self, split: str) -> tuple[Tensor, Tensor]:
+        """Normalised 32×32 images and labels of ``split`` on the training device, made once."""
+        if split == "predict" and "predict" not in self.raw:
+            split = "test"  # without predict_path, predict runs on the MNIST test set
+        device = self.device
+        if split not in self.splits or self.splits[split][0].device != device:
+            images, labels = self.raw[split]
+            self.splits[split] = (to_model_input(images, self.hparams.input_mode, device), labels.to(device))
+        return self.splits[split]
 
     def _batches(self, split: str, train: bool = False) -> TensorBatches:
-        images, labels = self.splits[split]
+        images, labels = self.model_inputs(split)
+        if split == "predict":
+            self.splits["predict"] = (images, labels)
         trainer = self.trainer
         return TensorBatches(
             images,
