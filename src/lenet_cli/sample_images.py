@@ -23,13 +23,14 @@ class SampleImages(Callback):
         self.num_images, self.seed, self.output_dir = num_images, seed, output_dir
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "test")
+        self._save(trainer, pl_module, "test", Path(self.output_dir or trainer.log_dir or "."))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "predict")
+        self._save(trainer, pl_module, "predict", Path(self.output_dir or trainer.log_dir or "."))
 
+    # trainer.log_dir is a broadcast under DDP, which every rank must join: read before rank 0 alone works.
     @rank_zero_only
-    def _save(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
+    def _save(self, trainer: Trainer, pl_module: LightningModule, split: str, folder: Path) -> None:
         datamodule = trainer.datamodule
         if self.num_images <= 0 or datamodule is None or split not in getattr(datamodule, "splits", {}):
             return
@@ -39,7 +40,6 @@ class SampleImages(Callback):
         chosen = torch.randperm(len(images), generator=generator)[: self.num_images].sort().values
         with torch.no_grad():
             predicted = pl_module(images[chosen.to(images.device)]).argmax(dim=1).cpu()
-        folder = Path(self.output_dir or trainer.log_dir or ".")
         folder.mkdir(parents=True, exist_ok=True)
         for index, label in zip(chosen.tolist(), predicted.tolist()):
             Image.fromarray(raw[index].numpy(), mode="L").save(folder / f"{index}_predicted_{label}.png")

@@ -1,0 +1,70 @@
+"""Lightning's own DDP on the CPU (gloo, 2 processes): shards, exact metrics, merged predictions.
+
+Subprocesses, because DDP's launcher starts the other rank by re-running the command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS
+
+DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.enable_progress_bar=false"]
+SINGLE = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
+
+
+def lenet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on a 2-core machine
+    result = subprocess.run([sys.executable, "-m", "lenet_cli", *args], cwd=cwd, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def logged(run: Path, key: str) -> float:
+    with (run / "metrics.csv").open() as f:
+        return float([row for row in csv.DictReader(f) if row.get(key)][-1][key])
+
+
+def predictions(run: Path) -> list[dict[str, str]]:
+    with (run / "predictions.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("ddp")
+    lenet(["fit", "--config", str(CONFIGS / "quick.yaml"), *DDP, "--trainer.limit_train_batches=100",
+           "--seed_everything=3"], workdir)
+    best = workdir / "runs" / "quick" / "version_0" / "checkpoints" / "best.ckpt"
+    for strategy in (DDP, SINGLE):  # version_1: test under DDP, version_2: test on one process
+        lenet(["test", "--config", str(CONFIGS / "quick.yaml"), *strategy, "--ckpt_path", str(best)], workdir)
+    for strategy in (DDP, SINGLE):  # version_3, version_4: predict
+        lenet(["predict", "--config", str(CONFIGS / "quick.yaml"), *strategy, "--ckpt_path", str(best)], workdir)
+    return workdir / "runs" / "quick"
+
+
+def test_ddp_fit_trains_on_shards(ddp_runs: Path) -> None:
+    # 100 steps a rank of 64 images each: the global batch is 128, so it must have learned.
+    assert logged(ddp_runs / "version_0", "val/acc") >= 0.9
+    assert (ddp_runs / "version_0" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_ddp_test_accuracy_equals_single_process(ddp_runs: Path) -> None:
+    ddp, single = logged(ddp_runs / "version_1", "test/acc"), logged(ddp_runs / "version_2", "test/acc")
+    assert ddp == pytest.approx(single, abs=1e-7)  # each of the 10 000 images counted exactly once
+    assert logged(ddp_runs / "version_1", "test/loss") == pytest.approx(logged(ddp_runs / "version_2", "test/loss"), rel=1e-5)
+
+
+def test_ddp_predictions_merged_in_input_order(ddp_runs: Path) -> None:
+    ddp, single = predictions(ddp_runs / "version_3"), predictions(ddp_runs / "version_4")
+    assert [int(row["index"]) for row in ddp] == list(range(10_000))
+    assert [row["predicted"] for row in ddp] == [row["predicted"] for row in single]
+    correct = sum(row["predicted"] == row["true_label"] for row in ddp)
+    assert correct / 10_000 == pytest.approx(logged(ddp_runs / "version_2", "test/acc"), abs=1e-7)
