@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import CONFIGS
 
-DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.enable_progress_bar=false"]
-SINGLE = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
+# CI runs these on the CPU (gloo); LENET_TEST_ACCELERATOR=gpu runs the same checks on 2 GPUs (NCCL).
+ACCELERATOR = os.environ.get("LENET_TEST_ACCELERATOR", "cpu")
+DDP = [f"--trainer.accelerator={ACCELERATOR}", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.enable_progress_bar=false"]
+SINGLE = [f"--trainer.accelerator={ACCELERATOR}", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
 
 
 def lenet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
