@@ -1,0 +1,148 @@
+"""What ``lenet predict`` leaves on disk: ``predictions.csv`` and the ``predictions.png`` grid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lenet_cli.atomic import write_text_atomically
+from lenet_cli.plots import save_image_grid
+
+TOP = 3  # classes listed per input
+COLUMNS = ["index", "source", "predicted", "confidence", "top2", "top2_probability", "top3", "top3_probability", "true_label"]
+
+
+class Row(NamedTuple):
+    index: int  # position in the input (test-set index, or the file's place in sorted order)
+    classes: list[int]  # the TOP most probable classes, most probable first
+    probabilities: list[float]
+    label: int  # the true class, -1 when unknown
+
+
+class PredictionWriter(BasePredictionWriter):
+    """At the end of ``predict``, write one CSV row per input and a grid of the inputs to one folder.
+
+    Under DDP every rank predicts its own part; the rows are gathered and rank 0 writes the files.
+
+    Args:
+        output_dir: Folder for ``predictions.csv`` and ``predictions.png``; default: the run folder
+            (``trainer.log_dir``).
+        grid_size: The first this many inputs go into ``predictions.png`` (0: no grid).
+    """
+
+    def __init__(self, output_dir: str | None = None, grid_size: int = 100) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_dir, self.grid_size = output_dir, grid_size
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # Lightning looks for batch indices in a DataLoader's sampler, and warns that TensorBatches has
+        # none; predict_step returns each input's index itself, so nothing is missing.
+        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
+
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
+    ) -> None:
+        # trainer.log_dir is a broadcast under DDP: every rank reads it before only rank 0 goes on.
+        folder = Path(self.output_dir or trainer.log_dir or ".")
+        rows = gather(local_rows(predictions))
+        if rows is None:  # not rank 0
+            return
+        rows.sort(key=lambda row: row.index)
+        datamodule = trainer.datamodule
+        sources = getattr(datamodule, "predict_sources", None)
+        csv_path = write_text_atomically(folder / "predictions.csv", to_csv(rows, sources))
+        written = [str(csv_path)]
+        summary = f"{len(rows)} inputs"
+        labelled = [row for row in rows if row.label >= 0]
+        if labelled:
+            accuracy = sum(row.classes[0] == row.label for row in labelled) / len(labelled)
+            summary += f", accuracy {accuracy:.2%} against the true labels"
+        inputs = _model_inputs(datamodule)
+        if self.grid_size > 0 and rows and inputs is not None:
+            shown = rows[: self.grid_size]
+            title = (f"the first {len(shown)} of {summary}" if len(shown) < len(rows) else summary) + (
+                "; mistakes in red (true class in brackets)" if labelled else ": predicted class and its probability"
+            )
+            written.append(str(save_grid(shown, inputs, sources, title, folder / "predictions.png")))
+        print(f"Predictions of {summary}: {', '.join(written)}", file=sys.stderr)
+
+
+def local_rows(predictions: Sequence[Any]) -> list[Row]:
+    """This rank's rows from ``LeNet.predict_step``'s outputs (dicts of CPU tensors, one per batch)."""
+    if predictions and isinstance(predictions[0], list):  # several predict loaders: one list each
+        predictions = [batch for loader in predictions for batch in loader]
+    rows = []
+    for batch in predictions:
+        probabilities, classes = batch["probabilities"].float().topk(min(TOP, batch["probabilities"].shape[1]), dim=1)
+        for index, top_classes, top_probabilities, label in zip(
+            batch["indices"].tolist(), classes.tolist(), probabilities.tolist(), batch["labels"].tolist()
+        ):
+            rows.append(Row(index, top_classes, top_probabilities, label))
+    return rows
+
+
+def gather(rows: list[Row]) -> list[Row] | None:
+    """All ranks' rows on rank 0 (``None`` elsewhere); the rows themselves outside DDP.
+
+    The datamodule shards prediction without padding, so every input is in exactly one rank's rows.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return rows
+    everyone: list[list[Row] | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(everyone, rows)
+    if torch.distributed.get_rank() != 0:
+        return None
+    return [row for part in everyone for row in part or []]
+
+
+def to_csv(rows: Sequence[Row], sources: Sequence[str] | None) -> str:
+    """The CSV text: ``source`` is the file when predicting on files, else the test-set index."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        ranked = []
+        for rank in range(1, TOP):
+            known = rank < len(row.classes)
+            ranked += [row.classes[rank], f"{row.probabilities[rank]:.4f}"] if known else ["", ""]
+        writer.writerow(
+            [
+                row.index,
+                sources[row.index] if sources else row.index,
+                row.classes[0],
+                f"{row.probabilities[0]:.4f}",
+                *ranked,
+                row.label if row.label >= 0 else "",
+            ]
+        )
+    return buffer.getvalue()
+
+
+def save_grid(rows: Sequence[Row], inputs: torch.Tensor, sources: Sequence[str] | None, title: str, path: Path) -> Path:
+    """The inputs of ``rows`` as the model saw them (32×32, normalised), captioned; mistakes in red."""
+    images = inputs[torch.tensor([row.index for row in rows], device=inputs.device)].squeeze(1).cpu()
+    captions, mistakes = [], []
+    for row in rows:
+        name = Path(sources[row.index]).name if sources else f"#{row.index}"
+        name = name if len(name) <= 14 else name[:13] + "…"
+        predicted, known = row.classes[0], row.label >= 0
+        wrong = known and predicted != row.label
+        verdict = f"{predicted} (true {row.label})" if wrong else f"{predicted}  {row.probabilities[0]:.0%}"
+        captions.append(f"{name}\n{verdict}")
+        mistakes.append(wrong)
+    return save_image_grid(images, captions, path, marked=mistakes, title=title)
+
+
+def _model_inputs(datamodule: Any) -> torch.Tensor | None:
+    splits = getattr(datamodule, "splits", None) or {}
+    return splits["predict"][0] if "predict" in splits else None
