@@ -40,8 +40,8 @@ def test_print_config_applies_overrides(capsys: pytest.CaptureFixture[str]) -> N
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["trainer"]["max_epochs"] == 3
-    assert config["model"]["lr"] == 2e-4
-    assert config["data"]["batch_size"] == 64
+    assert config["model"]["lr"] == 0.005
+    assert config["data"]["batch_size"] == 512
 
 
 def test_stacked_configs_later_wins(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,19 +11,38 @@ from pathlib import Path
 
 @contextmanager
 def replace_atomically(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is fsynced and renamed over ``path``."""
+    """Yield a temporary path next to ``path``; on success it is fsynced and renamed over ``path``.
+
+    A kill before the rename leaves the old ``path`` untouched (and a stray ``.NAME.*.tmp`` file); the
+    rename itself is atomic, and the folder is fsynced after it so the new name survives a power cut.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    temporary = Path(name)
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    # Not tempfile.mkstemp: its 0600 mode would make every checkpoint and figure private to the owner.
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield temporary
         with temporary.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)  # atomic on POSIX and Windows within one filesystem
+        fsync_folder(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(descriptor)
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:

@@ -7,17 +7,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints
+from lenet_cli import checkpoints, runs
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import LenetError
 from lenet_cli.model import LeNet
 from lenet_cli.sample_images import SampleImages
+from lenet_cli.writers import PredictionWriter
 
 DEBUG_VARIABLE = "LENET_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
+# Errors a user causes and can fix: main() prints them as one line. Anything else is a bug: traceback.
+USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
 
 # Runs land in runs/<name>/version_N/ (config.yaml, metrics.csv, checkpoints/best.ckpt, last.ckpt).
 TRAINER_DEFAULTS = {
@@ -30,6 +37,8 @@ class LenetCLI(LightningCLI):
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # argparse would take --trainer.max_epoch for --trainer.max_epochs: typos must fail instead.
         kwargs.setdefault("allow_abbrev", False)
+        # Parse errors raise ArgumentError for main() to print as one line, not usage text + exit.
+        kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -47,20 +56,39 @@ class LenetCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(SampleImages, "sample_images")
+        # Always present: predict writes predictions.csv and predictions.png to the run folder.
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        # The trainer loads checkpoints with torch.load(weights_only=True) too: no code runs from a file.
+        # (Set here: the subcommand parsers get --weights_only after add_arguments_to_parser.)
+        for subcommand_parser in getattr(self, "_subcommand_parsers", {}).values():
+            subcommand_parser.set_defaults(weights_only=True)
+        self.checked_checkpoint = None
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
         config = self.config[subcommand]
+        if config.get("weights_only") is False:
+            raise LenetError("--weights_only false is not supported: lenet never runs code from a checkpoint")
+        config["weights_only"] = True
+        runs.preflight(config)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in checkpoints.ALIASES:
             resolved = checkpoints.resolve(ckpt_path, runs_dir(config))
             print(f"--ckpt_path {ckpt_path}: using {resolved}", file=sys.stderr)
             config["ckpt_path"] = str(resolved)
         if config.get("ckpt_path"):
-            checkpoints.load(config["ckpt_path"])  # fails in one line before Lightning touches it
+            # Fails in one line before Lightning touches it; kept for check_fits once the model exists.
+            self.checked_checkpoint = checkpoints.load(config["ckpt_path"])
+
+    def after_instantiate_classes(self) -> None:
+        if self.checked_checkpoint is not None:
+            checkpoints.check_fits(self.checked_checkpoint, self.model, self.config[self.subcommand]["ckpt_path"])
+            self.checked_checkpoint = None
+        checkpoints.use_atomic_saves(self.trainer)
+        self.trainer.callbacks.extend([runs.ResumedRun(), runs.StopOnSignal()])
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
@@ -83,9 +111,39 @@ def runs_dir(config) -> Path:
 
 def main(args: ArgsType = None) -> None:
     try:
-        LenetCLI(LeNet, MNISTDataModule, args=args, trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=True)
-    except LenetError as error:
+        LenetCLI(
+            LeNet,
+            MNISTDataModule,
+            args=args,
+            save_config_callback=runs.SaveRunConfig,
+            trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=True,
+        )
+    except SIGTERMException:  # Ctrl-C or SIGTERM stopped fit; runs.StopOnSignal printed how to resume
+        sys.exit(runs.exit_status())
+    except (KeyboardInterrupt, *USER_ERRORS) as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        print(f"error: {describe(error, args)}", file=sys.stderr)
         sys.exit(2)
+
+
+def describe(error: BaseException, args: ArgsType = None) -> str:
+    """``error`` as one line, with a pointer to more where the message alone may not be enough."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f" {error.filename}" if error.filename else ""
+        message = f"{error.strerror}:{where}" if where else error.strerror
+    else:
+        message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, LenetError):
+        return message
+    if isinstance(error, ArgumentError):
+        words = args if isinstance(args, list) else sys.argv[1:]
+        subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
+        return f"{message} (`lenet {subcommand + ' ' if subcommand else ''}--help` lists the options)"
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"out of memory: {message[:200]} (lower --data.batch_size or --data.eval_batch_size)"
+    return f"{message} ({DEBUG_VARIABLE}=1 shows the traceback)"

@@ -33,7 +33,9 @@ def save_image_grid(
     count = len(images)
     columns = max(1, min(columns, count))
     rows = max(1, math.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.4 * rows + (0.4 if title else 0)), squeeze=False)
+    lines = max((caption.count("\n") + 1 for caption in captions), default=1)  # each needs ~0.15 in
+    row_height = 1.25 + 0.15 * lines
+    figure, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, row_height * rows + (0.4 if title else 0)), squeeze=False)
     for position, axis in enumerate(axes.flat):
         axis.axis("off")
         if position >= count:
