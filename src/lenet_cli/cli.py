@@ -15,7 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, runs
+from lenet_cli import checkpoints, distributed, runs
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import LenetError
 from lenet_cli.model import LeNet
@@ -88,6 +88,7 @@ class LenetCLI(LightningCLI):
             checkpoints.check_fits(self.checked_checkpoint, self.model, self.config[self.subcommand]["ckpt_path"])
             self.checked_checkpoint = None
         checkpoints.use_atomic_saves(self.trainer)
+        distributed.throttle_sigterm_broadcast(self.trainer)
         self.trainer.callbacks.extend([runs.ResumedRun(), runs.StopOnSignal()])
 
     def after_fit(self) -> None:
