@@ -101,8 +101,10 @@ def read_idx(path: Path, dims: int, sha256: str | None = None) -> torch.Tensor:
 
 
 def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30.0) -> None:
-    """Fetch the missing ``*.gz`` files into ``folder``; each file appears only once complete."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fetch the missing ``*.gz`` files into ``folder``; each file appears only once complete.
+
+    The folder is made only once a mirror answers, so a failed download leaves nothing behind.
+    """
     for stem in FILES.values():
         if find_file(folder, stem) is not None:
             continue
@@ -112,6 +114,7 @@ def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 
             partial = target.with_suffix(".gz.part")
             try:
                 with urllib.request.urlopen(mirror + target.name, timeout=timeout) as response:
+                    folder.mkdir(parents=True, exist_ok=True)
                     with partial.open("wb") as out:
                         shutil.copyfileobj(response, out)
                 partial.replace(target)
