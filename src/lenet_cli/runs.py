@@ -107,7 +107,12 @@ class SaveRunConfig(SaveConfigCallback):
         exists = trainer.strategy.broadcast(path.is_file() if trainer.is_global_zero else False)
         if exists and not self.overwrite:
             raise LenetError(
-                f"{path} already exists: a run folder is never reused; leave --trainer.logger's version unset"
+                f"{path} already exists: a run folder is never reused; "
+                + (
+                    "leave --trainer.logger's version unset"
+                    if trainer.logger is not None
+                    else "without a logger the run folder is --trainer.default_root_dir: give each run its own"
+                )
             )
         if trainer.is_global_zero:
             with atomic.replace_atomically(path) as temporary:
