@@ -141,3 +141,26 @@ def test_predict_in_new_process_loads_hyperparameters(trained_run: Path, tmp_pat
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["lr"] == 0.002  # quick.yaml's, read back from the checkpoint
     assert len(list(run.glob("*_predicted_*.png"))) == 10
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "present", "absent"),
+    [
+        ("fit", {"TrainingCurves", "StopOnSignal"}, {"PredictionWriter", "SampleImages", "EvaluationReport"}),
+        ("test", {"EvaluationReport", "SampleImages"}, {"PredictionWriter", "TrainingCurves", "StopOnSignal"}),
+        ("predict", {"PredictionWriter", "SampleImages"}, {"EvaluationReport", "TrainingCurves"}),
+    ],
+)
+def test_callbacks_only_where_they_act(
+    subcommand: str, present: set[str], absent: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    captured = {}
+
+    class Capture(LenetCLI):  # stop before running the subcommand
+        def _run_subcommand(self, subcommand: str) -> None:
+            captured["names"] = {type(c).__name__ for c in self.trainer.callbacks}
+
+    Capture(LeNet, MNISTDataModule, args=[subcommand, "--config", str(CONFIGS / "mnist.yaml"), *CPU],
+            trainer_defaults=TRAINER_DEFAULTS)
+    assert present <= captured["names"] and not absent & captured["names"]

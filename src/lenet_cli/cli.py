@@ -16,9 +16,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lenet_cli import checkpoints, distributed, runs
+from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import LenetError
 from lenet_cli.model import LeNet
+from lenet_cli.report import EvaluationReport
 from lenet_cli.sample_images import SampleImages
 from lenet_cli.writers import PredictionWriter
 
@@ -30,6 +32,16 @@ USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, to
 TRAINER_DEFAULTS = {
     "max_epochs": 10,  # Lightning's own default (1000) is far past where LeNet stops improving
     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "lenet"}},
+}
+
+
+# Callbacks that act in some subcommands only. Lightning calls every hook of every callback on every
+# step (~20 µs each on a 2-core CPU, docs/benchmarks.md), so elsewhere they are left out of the trainer.
+SUBCOMMANDS_OF_CALLBACK = {
+    SampleImages: ("test", "predict"),
+    PredictionWriter: ("predict",),
+    EvaluationReport: ("test",),
+    TrainingCurves: ("fit",),
 }
 
 
@@ -89,7 +101,15 @@ class LenetCLI(LightningCLI):
             self.checked_checkpoint = None
         checkpoints.use_atomic_saves(self.trainer)
         distributed.throttle_sigterm_broadcast(self.trainer)
-        self.trainer.callbacks.extend([runs.ResumedRun(), runs.StopOnSignal()])
+        subcommand = self.subcommand
+        if subcommand is not None:  # with run=False the caller may fit, then test: keep them all
+            self.trainer.callbacks[:] = [
+                callback
+                for callback in self.trainer.callbacks
+                if subcommand in SUBCOMMANDS_OF_CALLBACK.get(type(callback), (subcommand,))
+            ]
+        if subcommand in (None, "fit"):
+            self.trainer.callbacks.extend([runs.ResumedRun(), runs.StopOnSignal()])
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
