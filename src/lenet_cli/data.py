@@ -147,8 +147,6 @@ class MNISTDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.raw: dict[str, tuple[Tensor, Tensor]] = {}  # uint8 (N, 28, 28) images, int64 labels, on the CPU
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # model inputs on the device (model_inputs)
-        self.raw_test_images: Tensor | None = None  # uint8 (N, 28, 28): for sample images and reports
-        self.raw_predict_images: Tensor | None = None  # uint8 (N, 28, 28) user digits, after preprocessing
         self.predict_sources: list[str] | None = None  # file names when predicting on user images
         self.shuffle_seed = 0
 
@@ -178,20 +176,25 @@ class MNISTDataModule(LightningDataModule):
         self.raw["train"] = (train_images[train_index], train_labels[train_index])
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
         self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
-        self.raw_test_images = arrays["test_images"]
 
     def _load_user_images(self) -> None:
         from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
 
         digits, sources = images.load_digits(self.hparams.predict_path, num_workers=self.hparams.num_workers)
         self.predict_sources = sources
-        self.raw_predict_images = digits
         self.raw["predict"] = (digits, torch.full((len(digits),), -1, dtype=torch.long))
+
+    def _source(self, split: str) -> str:
+        # Without predict_path, predict runs on the MNIST test set.
+        return "test" if split == "predict" and "predict" not in self.raw else split
+
+    def digits(self, split: str) -> Tensor:
+        """uint8 (N, 28, 28) images of ``split`` as read (user images after preprocessing), on the CPU."""
+        return self.raw[self._source(split)][0]
 
     def model_inputs(self, split: str) -> tuple[Tensor, Tensor]:
         """Normalised 32×32 images and labels of ``split`` on the training device, made once."""
-        if split == "predict" and "predict" not in self.raw:
-            split = "test"  # without predict_path, predict runs on the MNIST test set
+        split = self._source(split)
         device = self.device
         if split not in self.splits or self.splits[split][0].device != device:
             images, labels = self.raw[split]
@@ -200,8 +203,6 @@ class MNISTDataModule(LightningDataModule):
 
     def _batches(self, split: str, train: bool = False) -> TensorBatches:
         images, labels = self.model_inputs(split)
-        if split == "predict":
-            self.splits["predict"] = (images, labels)
         trainer = self.trainer
         return TensorBatches(
             images,

@@ -105,7 +105,7 @@ class EvaluationReport(Callback):
     confusion matrix (rows: true class, columns: predicted) and the most confused (true, predicted)
     pairs. Needs ``test_step`` to return ``{"predictions": (B,) classes}`` and batches
     ``(images, labels, indices)``; the misclassified images come from the datamodule's
-    ``raw_test_images``.
+    ``digits("test")``.
 
     Args:
         output_dir: Folder for the report files; default: the run folder (``trainer.log_dir``).
@@ -159,7 +159,8 @@ class EvaluationReport(Callback):
             title=f"Test accuracy {report['accuracy']:.2%} ({report['correct']} of {report['num_images']})",
         )
         written = [REPORT_FILE, CONFUSION_FILE]
-        raw_images = getattr(trainer.datamodule, "raw_test_images", None)
+        datamodule = trainer.datamodule
+        raw_images = datamodule.digits("test") if hasattr(datamodule, "digits") else None
         shown = wrong[: self.max_misclassified]
         if len(shown) and raw_images is not None:
             classes = report["classes"]

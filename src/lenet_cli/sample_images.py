@@ -32,10 +32,10 @@ class SampleImages(Callback):
     @rank_zero_only
     def _save(self, trainer: Trainer, pl_module: LightningModule, split: str, folder: Path) -> None:
         datamodule = trainer.datamodule
-        if self.num_images <= 0 or datamodule is None or split not in getattr(datamodule, "splits", {}):
+        if self.num_images <= 0 or not hasattr(datamodule, "digits"):
             return
-        images, _ = datamodule.splits[split]
-        raw = datamodule.raw_predict_images if split == "predict" and datamodule.predict_sources else datamodule.raw_test_images
+        images, _ = datamodule.model_inputs(split)
+        raw = datamodule.digits(split)
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.randperm(len(images), generator=generator)[: self.num_images].sort().values
         with torch.no_grad():

@@ -144,5 +144,4 @@ def save_grid(rows: Sequence[Row], inputs: torch.Tensor, sources: Sequence[str] 
 
 
 def _model_inputs(datamodule: Any) -> torch.Tensor | None:
-    splits = getattr(datamodule, "splits", None) or {}
-    return splits["predict"][0] if "predict" in splits else None
+    return datamodule.model_inputs("predict")[0] if hasattr(datamodule, "model_inputs") else None
