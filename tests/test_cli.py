@@ -164,3 +164,16 @@ def test_callbacks_only_where_they_act(
     Capture(LeNet, MNISTDataModule, args=[subcommand, "--config", str(CONFIGS / "mnist.yaml"), *CPU],
             trainer_defaults=TRAINER_DEFAULTS)
     assert present <= captured["names"] and not absent & captured["names"]
+
+
+def test_optimizer_and_scheduler_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    run_cli(["fit", "--config", str(CONFIGS / "quick.yaml"), *CPU, "--trainer.limit_train_batches=2",
+             "--trainer.limit_val_batches=1", "--optimizer=SGD", "--optimizer.lr=0.05",
+             "--lr_scheduler=StepLR", "--lr_scheduler.step_size=1"])
+    checkpoint = torch.load(tmp_path / "runs/quick/version_0/checkpoints/last.ckpt", weights_only=True)
+    group = checkpoint["optimizer_states"][0]["param_groups"][0]
+    assert "momentum" in group and group["initial_lr"] == 0.05  # SGD, not the built-in Adam
+    assert checkpoint["lr_schedulers"][0]["step_size"] == 1
