@@ -53,6 +53,7 @@ import lenet_cli
 from lenet_cli import idx
 from lenet_cli.cli import main as lenet_main
 from lenet_cli.data import MNISTDataModule, to_model_input
+from lenet_cli.graphs import GraphedStep
 from lenet_cli.model import LeNet
 
 VARIANTS = {"a": "(a) tutorial pipeline", "b": "(b) plain PyTorch loop", "c": "(c) lenet fit"}
@@ -293,6 +294,17 @@ def run_plain(options: argparse.Namespace, seed: int, device: torch.device) -> R
     if options.limit_train_batches:
         steps_per_epoch = min(steps_per_epoch, options.limit_train_batches)
     generator = torch.Generator(device=device).manual_seed(seed)
+    graphed = None  # --graph: the same CUDA-graph step as lenet's --model.cuda_graph
+
+    def eager_backward(x: Tensor, y: Tensor) -> None:
+        # A function, so that no loss outlives its step: a live loss keeps its autograd graph's
+        # gradient-accumulation nodes, and a capture reusing them runs them on the default stream.
+        loss = F.cross_entropy(network(x), y)
+        optimizer.zero_grad(set_to_none=graphed is None or graphed.graph is None)
+        loss.backward()
+
+    if "b" in options.graph and device.type == "cuda":
+        graphed = GraphedStep(lambda x, y: (F.cross_entropy(network(x), y),), list(network.parameters()))
 
     counters = cpu_counters()
     start = clock(device)
@@ -300,9 +312,8 @@ def run_plain(options: argparse.Namespace, seed: int, device: torch.device) -> R
         order = torch.randperm(len(images), device=device, generator=generator)
         for step in range(steps_per_epoch):
             batch = order[step * options.batch_size : (step + 1) * options.batch_size]
-            loss = F.cross_entropy(network(images[batch]), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if graphed is None or graphed(images[batch], labels[batch]) is None:
+                eager_backward(images[batch], labels[batch])
             optimizer.step()
         accuracy(network, *splits["val"])  # the Lightning loops validate after every epoch too
     fit_seconds = clock(device) - start
@@ -328,6 +339,8 @@ def lenet_args(options: argparse.Namespace, seed: int, device: torch.device) -> 
             f"--model.lr={options.lr}",
         ]
     args += [f"--trainer.accelerator={device.type}", "--trainer.devices=1", f"--seed_everything={seed}"]
+    if "c" in options.graph:
+        args.append("--model.cuda_graph=true")
     if options.limit_train_batches:
         args.append(f"--trainer.limit_train_batches={options.limit_train_batches}")
     if not options.lenet_full:
@@ -471,9 +484,15 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="time (c) with its normal progress bar, logger, checkpoints and model summary",
     )
+    parser.add_argument(
+        "--graph", default="", help="comma-separated subset of b, c that replay their training step from a CUDA graph"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     options = parser.parse_args(argv)
     options.which = [key.strip() for key in options.which.split(",") if key.strip()]
+    options.graph = [key.strip() for key in options.graph.split(",") if key.strip()]
+    if not set(options.graph) <= {"b", "c"}:
+        parser.error(f"--graph takes a comma-separated subset of b,c; got {','.join(options.graph)}")
     unknown = sorted(set(options.which) - set(VARIANTS))
     if unknown or not options.which:
         parser.error(f"--which takes a comma-separated subset of a,b,c; got {','.join(options.which) or 'nothing'}")
@@ -554,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
 
     summary = summarise(runs)
     found = ratios(summary)
-    print_table(summary, found, header[:1])
+    graphed = f"; CUDA graph: {','.join(options.graph)}" if options.graph else ""
+    print_table(summary, found, [header[0] + graphed])
     if options.json is not None:
         settings = vars(options).items()
         report = {

@@ -33,7 +33,7 @@ def test_hyperparameters_saved_as_plain_types() -> None:
     model = LeNet(lr=1e-3, lr_schedule="onecycle")
     assert dict(model.hparams) == {
         "in_channels": 1, "num_classes": 10, "lr": 1e-3, "lr_schedule": "onecycle",
-        "weight_decay": 0.0, "compile": False, "channels_last": False,
+        "weight_decay": 0.0, "compile": False, "channels_last": False, "cuda_graph": False,
     }
 
 

@@ -7,9 +7,12 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
+
+from lenet_cli.graphs import GraphedStep, blocker
 
 STAGES = ("train", "val", "test")
 
@@ -49,6 +52,9 @@ class LeNet(LightningModule):
         weight_decay: Adam weight decay.
         compile: Wrap the network in ``torch.compile`` (pays a compile time at start-up).
         channels_last: Keep conv activations in NHWC memory format.
+        cuda_graph: On one CUDA device, capture the training step's forward and backward once as a
+            CUDA graph and replay it for every batch (lenet_cli.graphs). Ignored on CPU; with DDP,
+            gradient accumulation, mixed precision or ``compile`` it warns and trains eagerly.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class LeNet(LightningModule):
         weight_decay: float = 0.0,
         compile: bool = False,
         channels_last: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,9 +89,16 @@ class LeNet(LightningModule):
         self.example_input_array = torch.zeros(1, in_channels, 32, 32)
         # validate_args=False: the argument checks read values back to the host, one GPU sync per step.
         # Loss means are metrics too, so that DDP averages them exactly.
+        # Training sums its loss and correct predictions per step into one tensor (a single add, or
+        # part of the CUDA graph) and hands them to its metrics once per epoch.
         for stage in STAGES:
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False))
+            accuracy = WeightedMean() if stage == "train" else MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            setattr(self, f"{stage}_acc", accuracy)
             setattr(self, f"{stage}_loss", WeightedMean())
+        self._train_sums: Tensor | None = None  # (loss × batch size, correct) summed over the epoch
+        self._train_count = 0
+        self._graphed: GraphedStep | None = None
+        self._replayed = False  # the current training step came from a graph replay
         self._network = self._forward
         if compile:
             self._network = torch.compile(self._forward)
@@ -121,14 +135,51 @@ class LeNet(LightningModule):
             self.log(f"{stage}/{name}", metric.compute(), prog_bar=stage == "val", sync_dist=True)
             metric.reset()
 
+    def _train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss and (loss × batch size, correct predictions) of a training batch."""
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        correct = (logits.argmax(dim=1) == labels).sum()
+        return loss, torch.stack((loss.detach() * len(labels), correct.to(loss.dtype)))
+
+    def on_train_start(self) -> None:
+        self.on_train_epoch_start()  # a run resumed mid-epoch starts without that hook
+        self._graphed = None
+        if self.hparams.cuda_graph and self.device.type == "cuda":
+            reason = blocker(self.trainer, compiled=self.hparams.compile)
+            if reason is None:
+                parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
+                self._graphed = GraphedStep(self._train_outputs, parameters)
+            else:
+                rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(2, device=self.device)
+        self._train_count = 0
+
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self._step(batch, "train")
+        images, labels, _ = batch
+        outputs = self._graphed(images, labels) if self._graphed is not None else None
+        self._replayed = outputs is not None
+        loss, sums = outputs if outputs is not None else self._train_outputs(images, labels)
+        self._train_sums += sums
+        self._train_count += len(labels)
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
             # Only on the steps Lightning writes (its test is the same): a logged tensor becomes a
-            # number, a GPU sync, when written.
-            self.log("train/step_loss", loss.detach(), on_step=True, on_epoch=False)
+            # number, a GPU sync, when written. A clone: the next replay overwrites the graph's loss.
+            self.log("train/step_loss", loss.detach().clone(), on_step=True, on_epoch=False)
         return loss
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this after training_step, before backward. A replay has just written the
+        # gradients; once captured, they live in the graph's memory, so they are zeroed there, in place.
+        if not self._replayed:
+            optimizer.zero_grad(set_to_none=self._graphed is None or self._graphed.graph is None)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        if not self._replayed:  # a replay did the backward
+            super().backward(loss, *args, **kwargs)
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -138,6 +189,10 @@ class LeNet(LightningModule):
         return {"predictions": logits.argmax(dim=1)}  # read by the evaluation report callback
 
     def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            loss_sum, correct = self._train_sums
+            self.train_loss.update(loss_sum / self._train_count, self._train_count)
+            self.train_acc.update(correct / self._train_count, self._train_count)
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:

@@ -1,0 +1,110 @@
+"""A training step's forward, loss and backward captured once as a CUDA graph, then replayed per batch.
+
+LeNet's step is ~80 small kernels launched one by one from Python: at any batch size an H100 finishes
+them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
+what Lightning's loop and the optimizer cost around it (docs/benchmarks.md).
+
+The optimizer stays outside the graph, so Lightning's automatic optimization (learning-rate schedulers,
+gradient clipping, step counting, checkpoints) works unchanged: after a replay the parameters' ``.grad``
+hold the batch's gradients, as after an eager ``backward()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
+
+
+def blocker(trainer: Trainer, compiled: bool) -> str | None:
+    """Why a training step cannot be graphed with this trainer (None when it can)."""
+    if trainer.world_size > 1:
+        return "DDP's gradient all-reduce runs in backward hooks a captured graph would skip"
+    if trainer.accumulate_grad_batches != 1:
+        return "accumulate_grad_batches needs gradients summed over batches; a replay overwrites them"
+    if trainer.precision not in ("32-true", "32"):
+        return f"precision {trainer.precision!r}: only 32-true is captured"
+    if compiled:
+        return "compile: torch.compile and a hand-captured graph do not mix"
+    return None
+
+
+class GraphedStep:
+    """Runs ``step(images, labels)`` and ``backward()`` of its first output, replayed from a CUDA graph.
+
+    The first ``warmup_steps`` calls return None: the caller trains those batches eagerly, which also
+    initialises cuDNN/cuBLAS and the optimizer state before the capture. The next call captures; later
+    calls replay. A batch of another shape or dtype (e.g. a last, smaller batch) returns None too.
+
+    Args:
+        step: Computes the outputs from static input tensors; its first output is the loss.
+        parameters: The parameters whose gradients the backward writes.
+        warmup_steps: Eager calls before the capture.
+    """
+
+    def __init__(self, step: Step, parameters: Sequence[Tensor], warmup_steps: int = 2) -> None:
+        self.step = step
+        self.parameters = list(parameters)
+        self.warmup_steps = warmup_steps
+        self.side_warmup_steps = 3  # forward/backward only, gradients dropped: the training is unchanged
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+
+    def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, ...] | None:
+        self.calls += 1
+        if self.failed:
+            return None
+        if self.graph is None:
+            if self.calls <= self.warmup_steps:
+                return None
+            try:
+                self._capture(images, labels)
+            except RuntimeError as error:  # a CUDA capture error: train on, eagerly
+                self.failed = True
+                for parameter in self.parameters:
+                    parameter.grad = None
+                rank_zero_warn(f"cuda_graph: the capture failed, training eagerly ({str(error).splitlines()[0]})")
+                return None
+        elif not (_same_layout(images, self.images) and _same_layout(labels, self.labels)):
+            return None
+        else:
+            self.images.copy_(images)
+            self.labels.copy_(labels)
+        self.graph.replay()
+        # The replay writes into these tensors. Set them again in case someone dropped them since
+        # (``zero_grad(set_to_none=True)``): the optimizer would otherwise skip every parameter.
+        for parameter, gradient in zip(self.parameters, self.gradients):
+            parameter.grad = gradient
+        return self.outputs
+
+    def _capture(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images.clone(), labels.clone()
+        # PyTorch's recipe: run the step on a side stream before capturing it, so that nothing it
+        # sets up lazily (autograd's streams, library handles) happens on the default stream during
+        # the capture. Without it the plain loop of benchmarks/speed.py failed to capture.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.side_warmup_steps):
+                self.step(self.images, self.labels)[0].backward()
+        torch.cuda.current_stream().wait_stream(side)
+        # With no gradient to add to, backward writes fresh ones: each replay overwrites, never sums.
+        for parameter in self.parameters:
+            parameter.grad = None
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # synchronises, captures on a side stream; nothing runs yet
+            outputs = self.step(self.images, self.labels)
+            outputs[0].backward()
+        self.outputs = tuple(output.detach() for output in outputs)
+        self.gradients = [parameter.grad for parameter in self.parameters]
+        self.graph = graph
+
+
+def _same_layout(tensor: Tensor, static: Tensor) -> bool:
+    return tensor.shape == static.shape and tensor.dtype == static.dtype and tensor.device == static.device
