@@ -4,7 +4,7 @@
               (Resize 32×32, ToTensor, Normalize), ``random_split`` 55 000/5 000, shuffling
               ``DataLoader``s, ``lenet_cli.model.LeNet`` and a Lightning ``Trainer``.
 (b) plain     the same LeNet layers in a plain PyTorch loop over the in-memory tensors that
-              ``lenet_cli.data.to_model_input`` makes, on the device; Adam (fused on CUDA); no Lightning.
+              ``lenet_cli.data.to_model_input`` makes, on the device; fused Adam as lenet's; no Lightning.
 (c) lenet     ``lenet fit`` itself, run in-process through ``lenet_cli.cli.main``.
 
 Each reports fit seconds, training images per fit second and test accuracy on the 10 000 test images.
@@ -288,7 +288,10 @@ def run_plain(options: argparse.Namespace, seed: int, device: torch.device) -> R
     torch.manual_seed(seed)
     lenet = LeNet(lr=options.lr)
     network = nn.Sequential(lenet.features, lenet.classifier).to(device)  # LeNet's layers, no LightningModule
-    optimizer = torch.optim.Adam(network.parameters(), lr=options.lr, fused=device.type == "cuda")
+    if options.plain_channels_last:  # what lenet does on the CPU by default
+        network.to(memory_format=torch.channels_last)
+        splits = {name: (x.contiguous(memory_format=torch.channels_last), y) for name, (x, y) in splits.items()}
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.lr, fused=True)  # as LeNet's, CPU and CUDA
     images, labels = splits["train"]
     steps_per_epoch = len(images) // options.batch_size  # drop_last, as lenet's training batches
     if options.limit_train_batches:
@@ -341,6 +344,7 @@ def lenet_args(options: argparse.Namespace, seed: int, device: torch.device) -> 
     args += [f"--trainer.accelerator={device.type}", "--trainer.devices=1", f"--seed_everything={seed}"]
     if "c" in options.graph:
         args.append("--model.cuda_graph=true")
+    args += options.lenet_args.split()
     if options.limit_train_batches:
         args.append(f"--trainer.limit_train_batches={options.limit_train_batches}")
     if not options.lenet_full:
@@ -487,6 +491,8 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--graph", default="", help="comma-separated subset of b, c that replay their training step from a CUDA graph"
     )
+    parser.add_argument("--plain-channels-last", action="store_true", help="(b) in NHWC memory format, as lenet on a CPU")
+    parser.add_argument("--lenet-args", default="", help="more `lenet fit` arguments for (c), e.g. --model.channels_last=true")
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     options = parser.parse_args(argv)
     options.which = [key.strip() for key in options.which.split(",") if key.strip()]

@@ -51,7 +51,9 @@ class LeNet(LightningModule):
             ``--lr_scheduler`` is given on the command line.
         weight_decay: Adam weight decay.
         compile: Wrap the network in ``torch.compile`` (pays a compile time at start-up).
-        channels_last: Keep conv activations in NHWC memory format.
+        channels_last: Keep conv weights and activations in NHWC memory format. ``None`` (default):
+            on the CPU, where oneDNN's convolutions run ~10 % faster a step so; not on a GPU, where the
+            format conversions around LeNet's tiny convolutions cost more than they save.
         cuda_graph: On one CUDA device, capture the training step's forward and backward once as a
             CUDA graph and replay it for every batch (lenet_cli.graphs). Ignored on CPU; with DDP,
             gradient accumulation, mixed precision or ``compile`` it warns and trains eagerly.
@@ -65,7 +67,7 @@ class LeNet(LightningModule):
         lr_schedule: Literal["constant", "onecycle"] = "constant",
         weight_decay: float = 0.0,
         compile: bool = False,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         cuda_graph: bool = False,
     ) -> None:
         super().__init__()
@@ -100,6 +102,7 @@ class LeNet(LightningModule):
         self._graphed: GraphedStep | None = None
         self._replayed = False  # the current training step came from a graph replay
         self._network = self._forward
+        self._channels_last = bool(channels_last)  # until a trainer's device decides (configure_model)
         if compile:
             self._network = torch.compile(self._forward)
 
@@ -108,12 +111,17 @@ class LeNet(LightningModule):
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits (B, num_classes) for normalised images (B, in_channels, 32, 32)."""
-        if self.hparams.channels_last:
+        if self._channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self._network(images)
 
     def configure_model(self) -> None:
-        if self.hparams.channels_last:
+        # Called by the trainer before the model moves to its device: the device is the strategy's.
+        setting = self.hparams.channels_last
+        if setting is None:
+            setting = self._trainer is not None and self.trainer.strategy.root_device.type == "cpu"
+        self._channels_last = setting
+        if self._channels_last:
             self.features.to(memory_format=torch.channels_last)
 
     def _step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
@@ -207,12 +215,13 @@ class LeNet(LightningModule):
         return {"probabilities": probabilities, "labels": labels, "indices": indices}
 
     def configure_optimizers(self) -> Any:
-        # Fused Adam does the update of all parameters in one kernel: fewer launches per step on GPU.
+        # Fused Adam updates all parameters in one kernel: on a GPU one launch instead of dozens, on
+        # the CPU 0.22 ms a step instead of 0.49 (torch's default there runs one parameter at a time).
         optimizer = torch.optim.Adam(
             self.parameters(),
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
-            fused=self.device.type == "cuda",
+            fused=self.device.type in ("cuda", "cpu"),
         )
         if self.hparams.lr_schedule == "constant":
             return optimizer
