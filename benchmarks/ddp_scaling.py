@@ -7,7 +7,8 @@ FitTimer callback (benchmarks/fit_timer.py) reports two throughputs of each: "tr
 batches of every epoch after the first (what the speed-up is of), and "fit", the whole fit with its
 validation and checkpoints.
 
-    python benchmarks/ddp_scaling.py --devices 2 --ddp-args="--trainer.strategy=lightning.pytorch.strategies.DDPStrategy --trainer.strategy.dict_kwargs.gradient_as_bucket_view=true"
+    python benchmarks/ddp_scaling.py --devices 2 --ddp-args=--trainer.strategy=ddp   # plain "ddp" instead of
+                                                                      # configs/ddp.yaml's strategy
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fit(devices: int, batch_size: int, epochs: int, lr: float, workdir: Path, extra: list[str]) -> dict[str, float]:
     output = workdir / f"timer-{devices}-{batch_size}.json"
-    strategy = "ddp" if devices > 1 else "auto"
+    strategy = [] if devices > 1 else ["--trainer.strategy=auto"]  # several: configs/ddp.yaml's DDP
     command = [
         sys.executable, "-m", "lenet_cli", "fit", "--config", str(ROOT / "configs" / "ddp.yaml"),
-        f"--trainer.devices={devices}", f"--trainer.strategy={strategy}", f"--data.batch_size={batch_size}",
+        f"--trainer.devices={devices}", *strategy, f"--data.batch_size={batch_size}",
         f"--trainer.max_epochs={epochs}", f"--model.lr={lr}", "--trainer.enable_progress_bar=false",
         "--trainer.callbacks+=benchmarks.fit_timer.FitTimer", "--seed_everything=0",
         f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", *extra,
