@@ -86,8 +86,10 @@ class GraphedStep:
     def _capture(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images.clone(), labels.clone()
         # PyTorch's recipe: run the step on a side stream before capturing it, so that nothing it
-        # sets up lazily (autograd's streams, library handles) happens on the default stream during
-        # the capture. Without it the plain loop of benchmarks/speed.py failed to capture.
+        # sets up lazily happens on the default stream during the capture. The caller must not hold
+        # on to an eager step's loss either: its autograd graph keeps the parameters' gradient-
+        # accumulation nodes, bound to the default stream, and a capture reusing them fails ("would
+        # make the legacy stream depend on a capturing blocking stream"; seen in speed.py's loop).
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
