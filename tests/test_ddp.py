@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import CONFIGS
 
@@ -70,3 +71,17 @@ def test_ddp_predictions_merged_in_input_order(ddp_runs: Path) -> None:
     assert [row["predicted"] for row in ddp] == [row["predicted"] for row in single]
     correct = sum(row["predicted"] == row["true_label"] for row in ddp)
     assert correct / 10_000 == pytest.approx(logged(ddp_runs / "version_2", "test/acc"), abs=1e-7)
+
+
+def test_ddp_config_trains_with_its_strategy_settings(tmp_path: Path) -> None:
+    # configs/ddp.yaml's DDPStrategy with gradient_as_bucket_view and static_graph, on 2 processes.
+    accelerator = [f"--trainer.accelerator={ACCELERATOR}", "--trainer.devices=2", "--trainer.enable_progress_bar=false"]
+    lenet(["fit", "--config", str(CONFIGS / "ddp.yaml"), *accelerator, "--trainer.max_epochs=2",
+           "--trainer.limit_train_batches=20", "--trainer.limit_val_batches=2", "--seed_everything=1"], tmp_path)
+    run = tmp_path / "runs" / "ddp" / "version_0"
+    saved = yaml.safe_load((run / "config.yaml").read_text())["trainer"]["strategy"]
+    assert saved["class_path"] == "lightning.pytorch.strategies.DDPStrategy"
+    settings = saved["init_args"]  # jsonargparse resolves dict_kwargs against DDP's own signature
+    assert settings["gradient_as_bucket_view"] is True and settings["static_graph"] is True
+    assert logged(run, "val/acc") > 0.5  # 2 epochs × 20 steps × 2 ranks × 512 images
+    assert (run / "checkpoints" / "best.ckpt").is_file()
