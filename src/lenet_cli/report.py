@@ -22,6 +22,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lenet_cli import plots
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.runs import output_folder
 
 REPORT_FILE, CONFUSION_FILE, MISCLASSIFIED_FILE = "report.json", "confusion_matrix.png", "misclassified.png"
 
@@ -139,7 +140,7 @@ class EvaluationReport(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         indices, labels, predictions = self.outcomes.compute()  # collective under DDP: every rank calls it
-        folder = Path(self.output_dir or trainer.log_dir or ".")  # trainer.log_dir too must run on every rank
+        folder = output_folder(trainer, self.output_dir)  # on every rank, as the compute above
         self._write(trainer, pl_module, folder, indices.cpu(), labels.cpu(), predictions.cpu())
         self.outcomes.reset()
 

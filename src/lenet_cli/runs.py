@@ -43,6 +43,15 @@ def run_folder(checkpoint: str | Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
+def output_folder(trainer: Trainer, output_dir: str | None) -> Path:
+    """Where a callback writes its files: ``output_dir`` if given, else the run folder.
+
+    Reading ``trainer.log_dir`` is a broadcast under DDP: every rank must call this, before any code
+    that only rank 0 runs, or the other ranks wait forever.
+    """
+    return Path(output_dir or trainer.log_dir or ".")
+
+
 def resume_command(run_dir: str | Path | None, checkpoint: str | Path) -> str:
     """The command that continues from ``checkpoint`` with exactly the settings of the run in ``run_dir``."""
     config = Path(run_dir) / "config.yaml" if run_dir is not None else None

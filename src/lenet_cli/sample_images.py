@@ -9,6 +9,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
+from lenet_cli.atomic import replace_atomically
+from lenet_cli.runs import output_folder
+
 
 class SampleImages(Callback):
     """After ``test`` and ``predict``, save ``num_images`` random inputs named by the predicted class.
@@ -23,12 +26,11 @@ class SampleImages(Callback):
         self.num_images, self.seed, self.output_dir = num_images, seed, output_dir
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "test", Path(self.output_dir or trainer.log_dir or "."))
+        self._save(trainer, pl_module, "test", output_folder(trainer, self.output_dir))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "predict", Path(self.output_dir or trainer.log_dir or "."))
+        self._save(trainer, pl_module, "predict", output_folder(trainer, self.output_dir))
 
-    # trainer.log_dir is a broadcast under DDP, which every rank must join: read before rank 0 alone works.
     @rank_zero_only
     def _save(self, trainer: Trainer, pl_module: LightningModule, split: str, folder: Path) -> None:
         datamodule = trainer.datamodule
@@ -40,6 +42,7 @@ class SampleImages(Callback):
         chosen = torch.randperm(len(images), generator=generator)[: self.num_images].sort().values
         with torch.no_grad():
             predicted = pl_module(images[chosen.to(images.device)]).argmax(dim=1).cpu()
-        folder.mkdir(parents=True, exist_ok=True)
         for index, label in zip(chosen.tolist(), predicted.tolist()):
-            Image.fromarray(raw[index].numpy(), mode="L").save(folder / f"{index}_predicted_{label}.png")
+            # Like every file lenet writes: complete or not there (replace_atomically makes the folder).
+            with replace_atomically(folder / f"{index}_predicted_{label}.png") as temporary:
+                Image.fromarray(raw[index].numpy(), mode="L").save(temporary, format="PNG")
