@@ -4,7 +4,7 @@
               (Resize 32×32, ToTensor, Normalize), ``random_split`` 55 000/5 000, shuffling
               ``DataLoader``s, ``lenet_cli.model.LeNet`` and a Lightning ``Trainer``.
 (b) plain     the same LeNet layers in a plain PyTorch loop over the in-memory tensors that
-              ``lenet_cli.data.to_model_input`` makes, on the device; fused Adam as lenet's; no Lightning.
+              ``lenet_cli.data.MNISTDataModule`` makes, on the device; fused Adam as lenet's; no Lightning.
 (c) lenet     ``lenet fit`` itself, run in-process through ``lenet_cli.cli.main``.
 
 Each reports fit seconds, training images per fit second and test accuracy on the 10 000 test images.
@@ -52,14 +52,14 @@ from torchvision import datasets, transforms
 import lenet_cli
 from lenet_cli import idx
 from lenet_cli.cli import main as lenet_main
-from lenet_cli.data import MNISTDataModule, to_model_input
+from lenet_cli.data import MNISTDataModule
 from lenet_cli.graphs import GraphedStep
 from lenet_cli.model import LeNet
 
 VARIANTS = {"a": "(a) tutorial pipeline", "b": "(b) plain PyTorch loop", "c": "(c) lenet fit"}
 DEFAULT_LR = inspect.signature(LeNet).parameters["lr"].default  # the tutorial's, LeNet's default
 TRAIN_SIZE, VAL_SIZE = 55_000, 5_000
-SPLIT_SEED = 42  # MNISTDataModule's default split_seed; (a) and (b) hold out a split of the same size
+SPLIT_SEED = 42  # MNISTDataModule's default split_seed; (a) holds out a split of the same size
 EVAL_BATCH_SIZE = 1000  # MNISTDataModule's default eval_batch_size, used by (b) too
 
 TUTORIAL_TRANSFORM = transforms.Compose(
@@ -257,16 +257,10 @@ def run_tutorial(options: argparse.Namespace, seed: int, device: torch.device, r
 
 
 def load_tensors(device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
-    """The splits as MNISTDataModule makes them: normalised (N, 1, 32, 32) float32 and labels, on device."""
-    arrays = idx.load(None)
-    images, labels = arrays["train_images"], arrays["train_labels"].long()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    train_index, val_index = order[:-VAL_SIZE], order[-VAL_SIZE:]
-    return {
-        "train": (to_model_input(images[train_index], device=device), labels[train_index].to(device)),
-        "val": (to_model_input(images[val_index], device=device), labels[val_index].to(device)),
-        "test": (to_model_input(arrays["test_images"], device=device), arrays["test_labels"].long().to(device)),
-    }
+    """The splits exactly as lenet's datamodule makes them (split, resize, normalisation), on ``device``."""
+    data = MNISTDataModule()
+    data.setup("fit")
+    return {split: tuple(tensor.to(device) for tensor in data.model_inputs(split)) for split in ("train", "val", "test")}
 
 
 @torch.no_grad()
