@@ -1,6 +1,6 @@
 """A training step's forward, loss and backward captured once as a CUDA graph, then replayed per batch.
 
-LeNet's step is ~80 small kernels launched one by one from Python: at any batch size an H100 finishes
+LeNet's step is ~50 small kernels launched one by one from Python: at any batch size an H100 finishes
 them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
 what Lightning's loop and the optimizer cost around it (docs/benchmarks.md).
 
