@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightning.pytorch.callbacks import ProgressBar
 
-from lenet_cli.cli import TRAINER_DEFAULTS, LenetCLI
+from lenet_cli.cli import PROGRESS_BAR_REFRESH_RATE, TRAINER_DEFAULTS, LenetCLI
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.model import LeNet
 from tests.conftest import CONFIGS, CPU, run_cli
@@ -177,3 +178,18 @@ def test_optimizer_and_scheduler_from_the_command_line(tmp_path: Path, monkeypat
     group = checkpoint["optimizer_states"][0]["param_groups"][0]
     assert "momentum" in group and group["initial_lr"] == 0.05  # SGD, not the built-in Adam
     assert checkpoint["lr_schedulers"][0]["step_size"] == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "refresh_rate"),
+    [
+        ([], PROGRESS_BAR_REFRESH_RATE),  # the bar Lightning adds itself: redrawn less often
+        (["--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar", "--trainer.callbacks.refresh_rate=1"], 1),
+        (["--trainer.enable_progress_bar=false"], None),
+    ],
+)
+def test_default_progress_bar_redraws_every_few_batches(extra: list[str], refresh_rate: int | None) -> None:
+    cli = LenetCLI(LeNet, MNISTDataModule, run=False, trainer_defaults=TRAINER_DEFAULTS,
+                   args=["--config", str(CONFIGS / "mnist.yaml"), *CPU[:2], *extra])
+    bars = [callback for callback in cli.trainer.callbacks if isinstance(callback, ProgressBar)]
+    assert [bar.refresh_rate for bar in bars] == ([refresh_rate] if refresh_rate else [])
