@@ -49,12 +49,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.005)
     parser.add_argument("--extra", default="", help="more lenet fit arguments, e.g. --trainer.accelerator=cpu")
     parser.add_argument("--ddp-args", default="", help="more arguments for the multi-GPU runs only")
+    parser.add_argument("--repeats", type=int, default=1, help="run each pair (1 GPU, N GPUs) this many times")
     parser.add_argument("--json", help="write all numbers here")
     options = parser.parse_args()
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for batch_size in [int(b) for b in options.batch_sizes.split(",")]:
+        for batch_size in [int(b) for b in options.batch_sizes.split(",")] * options.repeats:
             one = fit(1, batch_size, options.epochs, options.lr, Path(folder), options.extra.split())
             many = fit(options.devices, batch_size, options.epochs, options.lr, Path(folder),
                        options.extra.split() + options.ddp_args.split())
@@ -65,12 +66,15 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     n = options.devices
     print(f"\n{'batch/GPU':>9} {'train img/s 1':>14} {f'train img/s {n}':>14} {'speed-up':>9} {'ms/step 1':>10} "
-          f"{f'ms/step {n}':>10} {'fit speed-up':>13} {'val acc 1':>10} {f'val acc {n}':>10}")
+          f"{f'ms/step {n}':>10} {'fit speed-up':>13} {'val acc 1':>10} {f'val acc {n}':>10} "
+          f"{'median step 1':>14} {f'median step {n}':>14} {'epoch start 1':>14} {f'epoch start {n}':>14}")
     for r in results:
         one, many = r["one"], r["many"]
         print(f"{r['batch_size_per_device']:9d} {one['train_images_per_second']:14.0f} {many['train_images_per_second']:14.0f} "
               f"{r['speedup']:8.2f}× {one['train_ms_per_step']:10.2f} {many['train_ms_per_step']:10.2f} "
-              f"{r['fit_speedup']:12.2f}× {one['val_acc']:10.4f} {many['val_acc']:10.4f}")
+              f"{r['fit_speedup']:12.2f}× {one['val_acc']:10.4f} {many['val_acc']:10.4f} "
+              f"{one['step_ms_median']:14.3f} {many['step_ms_median']:14.3f} {one['epoch_start_ms']:14.2f} "
+              f"{many['epoch_start_ms']:14.2f}")
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=1))
 

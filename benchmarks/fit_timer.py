@@ -8,6 +8,8 @@
 - train: the training batches of each epoch only (from the epoch's start to its validation), so
   "train images/s" is training throughput. The first epoch (cuDNN/NCCL warm-up, CUDA-graph capture) is
   left out of it when there are more.
+On a GPU it also times every training step with CUDA events (no sync): "step_ms_median" is a steady
+step, "epoch_start_ms" what the first steps of an epoch cost beyond that (epochs after the first).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class FitTimer(Callback):
         self.start = 0.0
         self.epoch_start: tuple[float, int] | None = None  # (time, global step)
         self.epochs: list[tuple[float, int]] = []  # (training seconds, optimizer steps) per epoch
+        self.events: list[torch.cuda.Event] = []  # at each training batch's start, this epoch
+        self.step_ms: list[list[float]] = []  # per epoch, each step's milliseconds on the GPU's clock
 
     def _clock(self, pl_module: LightningModule) -> float:
         if pl_module.device.type == "cuda":
@@ -38,12 +42,22 @@ class FitTimer(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.epoch_start = (self._clock(pl_module), trainer.global_step)
+        self.events = []
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
+        if pl_module.device.type == "cuda" and self.epoch_start is not None:
+            self.events.append(torch.cuda.Event(enable_timing=True))
+            self.events[-1].record()
 
     def _close_epoch(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.epoch_start is not None:
             started, step = self.epoch_start
+            if self.events:
+                self.events.append(torch.cuda.Event(enable_timing=True))
+                self.events[-1].record()
             self.epochs.append((self._clock(pl_module) - started, trainer.global_step - step))
             self.epoch_start = None
+            self.step_ms.append([a.elapsed_time(b) for a, b in zip(self.events, self.events[1:])])
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -59,6 +73,10 @@ class FitTimer(Callback):
         images_per_step = batch_size * trainer.world_size
         steady = self.epochs[1:] or self.epochs
         train_seconds = sum(s for s, _ in steady)
+        step_ms = [ms for epoch in self.step_ms[1:] or self.step_ms for ms in epoch]
+        median = float(torch.tensor(step_ms).median()) if step_ms else float("nan")
+        # The first 3 steps of each epoch beyond a steady step, i.e. what an epoch's start costs.
+        starts = [sum(epoch[:3]) - 3 * median for epoch in self.step_ms[1:] if len(epoch) > 3]
         numbers = {
             "world_size": trainer.world_size,
             "batch_size_per_device": batch_size,
@@ -69,6 +87,8 @@ class FitTimer(Callback):
             "train_seconds_per_epoch": [s for s, _ in self.epochs],
             "train_images_per_second": sum(n for _, n in steady) * images_per_step / train_seconds,
             "train_ms_per_step": 1e3 * train_seconds / max(1, sum(n for _, n in steady)),
+            "step_ms_median": median,
+            "epoch_start_ms": sum(starts) / len(starts) if starts else float("nan"),
             "val_acc": float(trainer.callback_metrics.get("val/acc", float("nan"))),
             "device": torch.cuda.get_device_name() if pl_module.device.type == "cuda" else "cpu",
         }

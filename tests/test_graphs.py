@@ -7,14 +7,16 @@ on the CPU the option must leave training exactly as it is.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
+from torch.nn.parallel import DistributedDataParallel
 
 from lenet_cli.data import MNISTDataModule
-from lenet_cli.graphs import GraphedStep, blocker
+from lenet_cli.graphs import DDP_WARMUP_STEPS, GraphedStep, blocker
 from lenet_cli.model import LeNet
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -31,24 +33,51 @@ def fit(cuda_graph: bool, accelerator: str, steps: int = 12, epochs: int = 2) ->
     return model, {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
+@pytest.fixture
+def ddp_modules() -> Iterator[Callable[..., DistributedDataParallel]]:
+    """Real DDP modules on the CPU: a one-process gloo group is enough to build them (closed after the test)."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    yield lambda **kwargs: DistributedDataParallel(LeNet(), **kwargs)
+    torch.distributed.destroy_process_group()
+
+
+def trainer_with(world_size: int = 1, model: object = None, comm_hook: object = None, **settings: object) -> Trainer:
+    strategy = SimpleNamespace(model=model, _ddp_comm_hook=comm_hook)
+    fields = {"world_size": world_size, "accumulate_grad_batches": 1, "precision": "32-true", "strategy": strategy}
+    return SimpleNamespace(**{**fields, **settings})  # type: ignore[return-value]
+
+
 @pytest.mark.parametrize(
     ("settings", "reason"),
     [
-        ({"world_size": 2}, "DDP"),
         ({"accumulate_grad_batches": 4}, "accumulate_grad_batches"),
         ({"precision": "bf16-mixed"}, "precision 'bf16-mixed'"),
-        ({"compiled": True}, "compile"),
     ],
 )
 def test_blocker_names_the_reason(settings: dict, reason: str) -> None:
-    trainer = SimpleNamespace(**{"world_size": 1, "accumulate_grad_batches": 1, "precision": "32-true", **settings})
-    found = blocker(trainer, compiled=settings.get("compiled", False))  # type: ignore[arg-type]
+    found = blocker(trainer_with(**settings), compiled=False)
     assert found is not None and reason in found
+    found = blocker(trainer_with(), compiled=True)
+    assert found is not None and "compile" in found
 
 
 def test_blocker_lets_a_plain_single_device_run_through() -> None:
-    trainer = SimpleNamespace(world_size=1, accumulate_grad_batches=1, precision="32-true")
-    assert blocker(trainer, compiled=False) is None  # type: ignore[arg-type]
+    assert blocker(trainer_with(), compiled=False) is None
+
+
+def test_blocker_under_several_processes(ddp_modules: Callable[..., DistributedDataParallel]) -> None:
+    # DDP's own all-reduce is captured with the step; other strategies' and DDP's dynamic modes are not.
+    assert blocker(trainer_with(2, ddp_modules()), compiled=False) is None
+    assert blocker(trainer_with(2, ddp_modules(static_graph=True, gradient_as_bucket_view=True)), compiled=False) is None
+    assert "strategy" in blocker(trainer_with(2, LeNet()), compiled=False)
+    assert "find_unused_parameters" in blocker(trainer_with(2, ddp_modules(find_unused_parameters=True)), compiled=False)
+    assert "ddp_comm_hook" in blocker(trainer_with(2, ddp_modules(), comm_hook=print), compiled=False)
+
+
+def test_graphed_step_waits_for_ddps_timed_iterations(ddp_modules: Callable[..., DistributedDataParallel]) -> None:
+    ddp = ddp_modules()
+    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp).warmup_steps == DDP_WARMUP_STEPS
+    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters())).warmup_steps == 2
 
 
 def test_option_changes_nothing_on_cpu() -> None:
@@ -136,3 +165,13 @@ def test_failed_capture_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert step(images, labels) is None  # no second attempt, no second warning
+
+
+def test_failed_capture_under_ddp_raises(monkeypatch: pytest.MonkeyPatch, ddp_modules: Callable[..., DistributedDataParallel]) -> None:
+    # The other ranks may have captured their all-reduce: training on eagerly here would hang them.
+    monkeypatch.setattr(GraphedStep, "_capture", lambda self, images, labels: (_ for _ in ()).throw(RuntimeError("capture")))
+    ddp = ddp_modules()
+    step = GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp)
+    step.calls = step.warmup_steps
+    with pytest.raises(RuntimeError, match="capture"):
+        step(torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,)))

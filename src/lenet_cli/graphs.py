@@ -7,6 +7,13 @@ what Lightning's loop and the optimizer cost around it (docs/benchmarks.md).
 The optimizer stays outside the graph, so Lightning's automatic optimization (learning-rate schedulers,
 gradient clipping, step counting, checkpoints) works unchanged: after a replay the parameters' ``.grad``
 hold the batch's gradients, as after an eager ``backward()``.
+
+Under Lightning's DDP the graph holds DDP's own gradient all-reduce too: the captured backward runs
+DDP's reducer hooks, so the graph records their kernels (gradients into DDP's bucket, NCCL all-reduce,
+result back), and a replay averages the gradients over the ranks as an eager DDP backward would. This
+is PyTorch's documented "whole-network capture" with DDP (CUDA semantics notes): DDP built on a side
+stream (Lightning's DDPStrategy does that for this reason), at least 11 eager DDP iterations before the
+capture (DDP times iterations 1-10 with CUDA events, which must not land in a graph), NCCL ≥ 2.9.6.
 """
 
 from __future__ import annotations
@@ -17,14 +24,25 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
+
+# DDP records CUDA timing events in its iterations 1-10 and every 100th (DDP_RUNTIME_LOGGING_SAMPLE_RATE):
+# capturing in iteration 12 keeps them out of the graph.
+DDP_WARMUP_STEPS = 11
 
 
 def blocker(trainer: Trainer, compiled: bool) -> str | None:
     """Why a training step cannot be graphed with this trainer (None when it can)."""
     if trainer.world_size > 1:
-        return "DDP's gradient all-reduce runs in backward hooks a captured graph would skip"
+        ddp = trainer.strategy.model
+        if not isinstance(ddp, DistributedDataParallel):
+            return f"strategy {type(trainer.strategy).__name__}: only DDP's gradient all-reduce is captured"
+        if ddp.find_unused_parameters and not ddp.static_graph:
+            return "find_unused_parameters: DDP searches each step's autograd graph, a replay has none"
+        if getattr(trainer.strategy, "_ddp_comm_hook", None) is not None:
+            return "ddp_comm_hook: only DDP's built-in all-reduce is captured"
     if trainer.accumulate_grad_batches != 1:
         return "accumulate_grad_batches needs gradients summed over batches; a replay overwrites them"
     if trainer.precision not in ("32-true", "32"):
@@ -45,12 +63,17 @@ class GraphedStep:
         step: Computes the outputs from static input tensors; its first output is the loss.
         parameters: The parameters whose gradients the backward writes.
         warmup_steps: Eager calls before the capture.
+        ddp: The DDP module the parameters are trained under; the captured backward then includes its
+            gradient all-reduce. A failed capture raises (ranks must not diverge) instead of going eager.
     """
 
-    def __init__(self, step: Step, parameters: Sequence[Tensor], warmup_steps: int = 2) -> None:
+    def __init__(
+        self, step: Step, parameters: Sequence[Tensor], warmup_steps: int = 2, ddp: DistributedDataParallel | None = None
+    ) -> None:
         self.step = step
         self.parameters = list(parameters)
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = max(warmup_steps, DDP_WARMUP_STEPS) if ddp is not None else warmup_steps
+        self.ddp = ddp
         self.side_warmup_steps = 3  # forward/backward only, gradients dropped: the training is unchanged
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -66,6 +89,8 @@ class GraphedStep:
             try:
                 self._capture(images, labels)
             except RuntimeError as error:  # a CUDA capture error: train on, eagerly
+                if self.ddp is not None:  # the other ranks may have captured: going eager would hang them
+                    raise
                 self.failed = True
                 for parameter in self.parameters:
                     parameter.grad = None
@@ -102,6 +127,11 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # synchronises, captures on a side stream; nothing runs yet
             outputs = self.step(self.images, self.labels)
+            if self.ddp is not None:
+                # The warm-ups above ran outside DDP's forward, so its reducer ignored their backward
+                # (local gradients only). Arm it for this one, as DDP's forward does after every eager
+                # forward (``DistributedDataParallel._post_forward``): its hooks then all-reduce, captured.
+                self.ddp.reducer.prepare_for_backward([])
             outputs[0].backward()
         self.outputs = tuple(output.detach() for output in outputs)
         self.gradients = [parameter.grad for parameter in self.parameters]

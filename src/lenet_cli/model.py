@@ -157,7 +157,8 @@ class LeNet(LightningModule):
             reason = blocker(self.trainer, compiled=self.hparams.compile)
             if reason is None:
                 parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
-                self._graphed = GraphedStep(self._train_outputs, parameters)
+                ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+                self._graphed = GraphedStep(self._train_outputs, parameters, ddp=ddp)
             else:
                 rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
 
