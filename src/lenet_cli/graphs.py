@@ -125,7 +125,11 @@ class GraphedStep:
         for parameter in self.parameters:
             parameter.grad = None
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):  # synchronises, captures on a side stream; nothing runs yet
+        # Under DDP, NCCL's watchdog thread keeps querying the events of earlier all-reduces; in the
+        # default "global" mode such a call from any thread invalidates the capture. "thread_local"
+        # restricts only this thread, which makes no such call while capturing.
+        mode = "thread_local" if self.ddp is not None else "global"
+        with torch.cuda.graph(graph, capture_error_mode=mode):  # synchronises; captures on a side stream
             outputs = self.step(self.images, self.labels)
             if self.ddp is not None:
                 # The warm-ups above ran outside DDP's forward, so its reducer ignored their backward
