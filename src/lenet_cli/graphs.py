@@ -18,6 +18,8 @@ capture (DDP times iterations 1-10 with CUDA events, which must not land in a gr
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -76,6 +78,7 @@ class GraphedStep:
         self.ddp = ddp
         self.side_warmup_steps = 3  # forward/backward only, gradients dropped: the training is unchanged
         self.calls = 0
+        self.captures = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed = False
 
@@ -108,6 +111,16 @@ class GraphedStep:
             parameter.grad = gradient
         return self.outputs
 
+    def release(self) -> None:
+        """Frees the graph; later calls run eagerly. Under DDP it must happen before the process group is
+        destroyed: NCCL's communicator teardown waits for the graphs holding its all-reduce, so a graph
+        still alive then hangs the process at exit (seen on 2 H100s)."""
+        if self.graph is not None:
+            self.graph.reset()
+            self.graph = None
+            self.failed = True  # no second capture
+            torch.cuda.synchronize()
+
     def _capture(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images.clone(), labels.clone()
         # PyTorch's recipe: run the step on a side stream before capturing it, so that nothing it
@@ -115,6 +128,14 @@ class GraphedStep:
         # on to an eager step's loss either: its autograd graph keeps the parameters' gradient-
         # accumulation nodes, bound to the default stream, and a capture reusing them fails ("would
         # make the legacy stream depend on a capturing blocking stream"; seen in speed.py's loop).
+        if self.ddp is not None:
+            # DDP keeps each parameter's gradient-accumulation node from its construction, bound to the
+            # stream it was built on; autograd warns that the capture's stream differs. The graph
+            # orders the two streams itself (a captured event), which is all that warning is about.
+            _warn_on_accumulate_grad_stream_mismatch(False)
+            # Lightning destroys the process group at exit (atexit); handlers run last-in first-out,
+            # so this one frees the graph before that.
+            atexit.register(_release, weakref.ref(self))
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -140,6 +161,20 @@ class GraphedStep:
         self.outputs = tuple(output.detach() for output in outputs)
         self.gradients = [parameter.grad for parameter in self.parameters]
         self.graph = graph
+        self.captures += 1
+        if self.ddp is not None:
+            _warn_on_accumulate_grad_stream_mismatch(True)
+
+
+def _release(step: weakref.ref[GraphedStep]) -> None:
+    if (alive := step()) is not None:
+        alive.release()
+
+
+def _warn_on_accumulate_grad_stream_mismatch(on: bool) -> None:
+    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+    if setter is not None:  # torch versions that have the warning
+        setter(on)
 
 
 def _same_layout(tensor: Tensor, static: Tensor) -> bool:

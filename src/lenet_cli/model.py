@@ -162,6 +162,10 @@ class LeNet(LightningModule):
             else:
                 rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
 
+    def on_train_end(self) -> None:
+        if self._graphed is not None:
+            self._graphed.release()  # its memory, and under DDP NCCL's hold on the communicator
+
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(2, device=self.device)
         self._train_count = 0
