@@ -129,10 +129,6 @@ class GraphedStep:
         # accumulation nodes, bound to the default stream, and a capture reusing them fails ("would
         # make the legacy stream depend on a capturing blocking stream"; seen in speed.py's loop).
         if self.ddp is not None:
-            # DDP keeps each parameter's gradient-accumulation node from its construction, bound to the
-            # stream it was built on; autograd warns that the capture's stream differs. The graph
-            # orders the two streams itself (a captured event), which is all that warning is about.
-            _warn_on_accumulate_grad_stream_mismatch(False)
             # Lightning destroys the process group at exit (atexit); handlers run last-in first-out,
             # so this one frees the graph before that.
             atexit.register(_release, weakref.ref(self))
@@ -162,19 +158,12 @@ class GraphedStep:
         self.gradients = [parameter.grad for parameter in self.parameters]
         self.graph = graph
         self.captures += 1
-        if self.ddp is not None:
-            _warn_on_accumulate_grad_stream_mismatch(True)
 
 
 def _release(step: weakref.ref[GraphedStep]) -> None:
     if (alive := step()) is not None:
         alive.release()
 
-
-def _warn_on_accumulate_grad_stream_mismatch(on: bool) -> None:
-    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-    if setter is not None:  # torch versions that have the warning
-        setter(on)
 
 
 def _same_layout(tensor: Tensor, static: Tensor) -> bool:

@@ -54,9 +54,11 @@ class LeNet(LightningModule):
         channels_last: Keep conv weights and activations in NHWC memory format. ``None`` (default):
             on the CPU, where oneDNN's convolutions run ~10 % faster a step so; not on a GPU, where the
             format conversions around LeNet's tiny convolutions cost more than they save.
-        cuda_graph: On one CUDA device, capture the training step's forward and backward once as a
-            CUDA graph and replay it for every batch (lenet_cli.graphs). Ignored on CPU; with DDP,
-            gradient accumulation, mixed precision or ``compile`` it warns and trains eagerly.
+        cuda_graph: On CUDA devices, capture the training step's forward and backward (under DDP with
+            its gradient all-reduce) once as a CUDA graph and replay it for every batch
+            (lenet_cli.graphs). Ignored on CPU; with other multi-device strategies, DDP's
+            ``find_unused_parameters`` or a comm hook, gradient accumulation, mixed precision or
+            ``compile`` it warns and trains eagerly.
     """
 
     def __init__(
