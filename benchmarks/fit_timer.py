@@ -1,4 +1,4 @@
-"""A callback that times the training of a `lenet fit` run and writes the numbers as JSON (rank 0).
+"""A callback that times the training of a `lenet fit` run and writes the numbers as JSON (each rank).
 
     LENET_FIT_TIMER=out.json lenet fit ... --trainer.callbacks+=benchmarks.fit_timer.FitTimer
 
@@ -92,5 +92,10 @@ class FitTimer(Callback):
             "val_acc": float(trainer.callback_metrics.get("val/acc", float("nan"))),
             "device": torch.cuda.get_device_name() if pl_module.device.type == "cuda" else "cpu",
         }
-        if trainer.global_rank == 0 and os.environ.get("LENET_FIT_TIMER"):
-            Path(os.environ["LENET_FIT_TIMER"]).write_text(json.dumps(numbers))
+        if os.environ.get("LENET_FIT_TIMER"):
+            # Rank 0 writes the file named; under DDP the others write out.rank1.json, ... beside it, so a
+            # rank whose host is slower (and paces the others through the all-reduce) shows.
+            path = Path(os.environ["LENET_FIT_TIMER"])
+            if trainer.global_rank:
+                path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+            path.write_text(json.dumps(numbers))
