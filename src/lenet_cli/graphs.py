@@ -142,9 +142,10 @@ class GraphedStep:
         for parameter in self.parameters:
             parameter.grad = None
         graph = torch.cuda.CUDAGraph()
-        # Under DDP, NCCL's watchdog thread keeps querying the events of earlier all-reduces; in the
-        # default "global" mode such a call from any thread invalidates the capture. "thread_local"
-        # restricts only this thread, which makes no such call while capturing.
+        # Under DDP other threads use CUDA while we capture (NCCL's watchdog queries the events of earlier
+        # all-reduces); in the default "global" mode their calls could invalidate the capture. NCCL's
+        # CUDA-graph notes advise "thread_local" then: it restricts only this thread. (A precaution:
+        # the global mode was not seen to fail.)
         mode = "thread_local" if self.ddp is not None else "global"
         with torch.cuda.graph(graph, capture_error_mode=mode):  # synchronises; captures on a side stream
             outputs = self.step(self.images, self.labels)
@@ -163,7 +164,6 @@ class GraphedStep:
 def _release(step: weakref.ref[GraphedStep]) -> None:
     if (alive := step()) is not None:
         alive.release()
-
 
 
 def _same_layout(tensor: Tensor, static: Tensor) -> bool:
