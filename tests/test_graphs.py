@@ -16,6 +16,7 @@ from lightning.pytorch import Trainer, seed_everything
 from torch.nn.parallel import DistributedDataParallel
 
 from lenet_cli.data import MNISTDataModule
+from lenet_cli.errors import LenetError
 from lenet_cli.graphs import DDP_WARMUP_STEPS, GraphedStep, blocker
 from lenet_cli.model import LeNet
 
@@ -174,5 +175,5 @@ def test_failed_capture_under_ddp_raises(monkeypatch: pytest.MonkeyPatch, ddp_mo
     ddp = ddp_modules()
     step = GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp)
     step.calls = step.warmup_steps
-    with pytest.raises(RuntimeError, match="capture"):
+    with pytest.raises(LenetError, match=r"capturing the DDP step failed \(capture\); train with --model.cuda_graph false"):
         step(torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,)))

@@ -28,6 +28,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from lenet_cli.errors import LenetError
+
 Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
 
 # DDP records CUDA timing events in its iterations 1-10 and every 100th (DDP_RUNTIME_LOGGING_SAMPLE_RATE):
@@ -66,7 +68,7 @@ class GraphedStep:
         parameters: The parameters whose gradients the backward writes.
         warmup_steps: Eager calls before the capture.
         ddp: The DDP module the parameters are trained under; the captured backward then includes its
-            gradient all-reduce. A failed capture raises (ranks must not diverge) instead of going eager.
+            gradient all-reduce. A failed capture raises LenetError (ranks must not diverge) instead of going eager.
     """
 
     def __init__(
@@ -93,7 +95,9 @@ class GraphedStep:
                 self._capture(images, labels)
             except RuntimeError as error:  # a CUDA capture error: train on, eagerly
                 if self.ddp is not None:  # the other ranks may have captured: going eager would hang them
-                    raise
+                    reason = str(error).splitlines()[0]
+                    raise LenetError(f"cuda_graph: capturing the DDP step failed ({reason}); "
+                                     "train with --model.cuda_graph false") from error
                 self.failed = True
                 for parameter in self.parameters:
                     parameter.grad = None
