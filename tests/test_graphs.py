@@ -171,7 +171,10 @@ def test_failed_capture_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
 
 def test_failed_capture_under_ddp_raises(monkeypatch: pytest.MonkeyPatch, ddp_modules: Callable[..., DistributedDataParallel]) -> None:
     # The other ranks may have captured their all-reduce: training on eagerly here would hang them.
-    monkeypatch.setattr(GraphedStep, "_capture", lambda self, images, labels: (_ for _ in ()).throw(RuntimeError("capture")))
+    def capture_error(self: GraphedStep, images: torch.Tensor, labels: torch.Tensor) -> None:
+        raise RuntimeError("capture")
+
+    monkeypatch.setattr(GraphedStep, "_capture", capture_error)
     ddp = ddp_modules()
     step = GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp)
     step.calls = step.warmup_steps
