@@ -27,6 +27,8 @@ def lenet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([sys.executable, "-m", "lenet_cli", *args], cwd=cwd, env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Only rank 0's exit status reaches us; a rank aborted at exit (an undestroyed gloo group) shows here.
+    assert "terminate called" not in result.stderr, result.stderr[-3000:]
     return result
 
 
