@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import os
 import sys
@@ -155,7 +154,6 @@ def runs_dir(config) -> Path:
 
 
 def main(args: ArgsType = None) -> None:
-    atexit.register(distributed.destroy_process_group)
     try:
         LenetCLI(
             LeNet,

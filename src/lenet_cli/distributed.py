@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 import torch.distributed
 from lightning.pytorch import Trainer
 
@@ -33,14 +35,17 @@ def throttle_sigterm_broadcast(trainer: Trainer, every_n_steps: int = SIGTERM_CH
 
 
 def destroy_process_group() -> None:
-    """Destroy the default process group, if one is up; registered with ``atexit`` by ``lenet``.
+    """Destroy the default process group, if one is up; registered with ``atexit`` below, on import.
 
     Lightning destroys the group at exit only for NCCL. A gloo group (CPU DDP) left to interpreter
     finalization sometimes kills a rank with "terminate called without an active exception" (SIGABRT)
     after the run has finished and written everything: about 1 run in 6 of ``lenet test`` on 2 CPU
     processes here, and the CI's failure. PyTorch issue #190489; its atexit fix (PR #179291) was
-    abandoned. Registered before the group exists, this runs after every later atexit handler:
-    Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
+    abandoned. Registered once, when ``lenet`` is imported and before any group exists, it runs after
+    every later atexit handler: Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+atexit.register(destroy_process_group)
