@@ -23,6 +23,7 @@ from lenet_cli.errors import LenetError
 from lenet_cli.model import LeNet
 from lenet_cli.report import EvaluationReport
 from lenet_cli.sample_images import SampleImages
+from lenet_cli.trainer import LenetTrainer
 from lenet_cli.writers import PredictionWriter
 
 DEBUG_VARIABLE = "LENET_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
@@ -51,6 +52,11 @@ SUBCOMMANDS_OF_CALLBACK = {
 
 
 class LenetCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # lenet's own subcommands are methods of LenetTrainer; model and datamodule come from the CLI.
+        return LightningCLI.subcommands() | {"export": {"model", "datamodule"}, "serve": {"model", "datamodule"}}
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # argparse would take --trainer.max_epoch for --trainer.max_epochs: typos must fail instead.
         kwargs.setdefault("allow_abbrev", False)
@@ -79,8 +85,9 @@ class LenetCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         # The trainer loads checkpoints with torch.load(weights_only=True) too: no code runs from a file.
         # (Set here: the subcommand parsers get --weights_only after add_arguments_to_parser.)
-        for subcommand_parser in getattr(self, "_subcommand_parsers", {}).values():
-            subcommand_parser.set_defaults(weights_only=True)
+        for name, subcommand_parser in getattr(self, "_subcommand_parsers", {}).items():
+            if name in LightningCLI.subcommands():  # Trainer's own methods take weights_only
+                subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -158,6 +165,7 @@ def main(args: ArgsType = None) -> None:
         LenetCLI(
             LeNet,
             MNISTDataModule,
+            trainer_class=LenetTrainer,
             args=args,
             save_config_callback=runs.SaveRunConfig,
             trainer_defaults=TRAINER_DEFAULTS,
