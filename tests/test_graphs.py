@@ -77,8 +77,8 @@ def test_blocker_under_several_processes(ddp_modules: Callable[..., DistributedD
 
 def test_graphed_step_waits_for_ddps_timed_iterations(ddp_modules: Callable[..., DistributedDataParallel]) -> None:
     ddp = ddp_modules()
-    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp).warmup_steps == DDP_WARMUP_STEPS
-    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters())).warmup_steps == 2
+    assert GraphedStep(ddp.module.train_outputs, list(ddp.parameters()), ddp=ddp).warmup_steps == DDP_WARMUP_STEPS
+    assert GraphedStep(ddp.module.train_outputs, list(ddp.parameters())).warmup_steps == 2
 
 
 def test_option_changes_nothing_on_cpu() -> None:
@@ -138,7 +138,7 @@ def test_graphed_training_matches_eager_on_gpu() -> None:
 def test_replay_restores_dropped_gradients_and_skips_other_shapes() -> None:
     torch.manual_seed(0)
     model = LeNet().cuda()
-    step = GraphedStep(model._train_outputs, list(model.parameters()), warmup_steps=0)
+    step = GraphedStep(model.train_outputs, list(model.parameters()), warmup_steps=0)
     images, labels = torch.randn(64, 1, 32, 32, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
     loss, _ = step(images, labels)
     expected = [p.grad.clone() for p in model.parameters()]
@@ -158,7 +158,7 @@ def test_failed_capture_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(GraphedStep, "_capture", capture_error)
     model = LeNet()
-    step = GraphedStep(model._train_outputs, list(model.parameters()), warmup_steps=1)
+    step = GraphedStep(model.train_outputs, list(model.parameters()), warmup_steps=1)
     images, labels = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
     assert step(images, labels) is None  # warm-up: eager
     with pytest.warns(UserWarning, match="cuda_graph: the capture failed, training eagerly"):
@@ -176,7 +176,7 @@ def test_failed_capture_under_ddp_raises(monkeypatch: pytest.MonkeyPatch, ddp_mo
 
     monkeypatch.setattr(GraphedStep, "_capture", capture_error)
     ddp = ddp_modules()
-    step = GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp)
+    step = GraphedStep(ddp.module.train_outputs, list(ddp.parameters()), ddp=ddp)
     step.calls = step.warmup_steps
     with pytest.raises(LenetError, match=r"capturing the DDP step failed \(capture\); train with --model.cuda_graph false"):
         step(torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,)))

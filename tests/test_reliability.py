@@ -29,7 +29,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lenet_cli import checkpoints, idx
 from lenet_cli.atomic import replace_atomically
-from lenet_cli.cli import DEBUG_VARIABLE
+from lenet_cli.errors import DEBUG_VARIABLE
 from lenet_cli.data import to_model_input
 from lenet_cli.errors import LenetError
 from lenet_cli.model import LeNet

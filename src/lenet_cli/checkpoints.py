@@ -1,5 +1,5 @@
-"""Finding, checking and writing checkpoints: ``best``/``last`` across processes, loading without
-running code from the file, and saves that a kill cannot leave half-written."""
+"""Reading and writing checkpoints: loading without running code from the file, checking that the
+weights fit the model, and saves that a kill cannot leave half-written."""
 
 from __future__ import annotations
 
@@ -15,26 +15,6 @@ from lightning.pytorch import LightningModule, Trainer
 
 from lenet_cli import atomic
 from lenet_cli.errors import LenetError
-
-ALIASES = ("best", "last")
-
-
-def run_folders(runs_dir: Path) -> list[Path]:
-    """``version_N`` folders of ``runs_dir``, newest (highest N) first."""
-    if not runs_dir.is_dir():
-        return []
-    versions = [(int(m.group(1)), p) for p in runs_dir.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return [path for _, path in sorted(versions, reverse=True)]
-
-
-def resolve(alias: str, runs_dir: Path) -> Path:
-    """``best``/``last``: ``checkpoints/{alias}.ckpt`` of the newest run in ``runs_dir`` that has one."""
-    for folder in run_folders(runs_dir):
-        candidate = folder / "checkpoints" / f"{alias}.ckpt"
-        if candidate.is_file():
-            return candidate
-    raise LenetError(f"--ckpt_path {alias}: no run in {runs_dir} has checkpoints/{alias}.ckpt; train one with `lenet fit` first")
-
 
 def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint without running code from it (``weights_only``), or fail in one line."""

@@ -7,6 +7,8 @@ import atexit
 import torch.distributed
 from lightning.pytorch import Trainer
 
+from lenet_cli.lightning_internals import thin_sigterm_broadcast
+
 SIGTERM_CHECK_EVERY_N_STEPS = 50
 
 
@@ -22,16 +24,8 @@ def throttle_sigterm_broadcast(trainer: Trainer, every_n_steps: int = SIGTERM_CH
     so they broadcast at the same global steps. A stop then takes up to ``every_n_steps`` steps
     (~0.1 s for LeNet), far inside any SIGTERM grace period.
     """
-    loop = trainer.fit_loop.epoch_loop
-    broadcast = getattr(loop, "_broadcast_sigterm_tensor", None)
-    if broadcast is None or every_n_steps <= 1:
-        return  # a Lightning without the per-step broadcast, or asked for every step
-
-    def broadcast_every_n_steps() -> None:
-        if trainer.global_step % every_n_steps == 0:
-            broadcast()
-
-    loop._broadcast_sigterm_tensor = broadcast_every_n_steps
+    if every_n_steps > 1:
+        thin_sigterm_broadcast(trainer, every_n_steps)
 
 
 def destroy_process_group() -> None:

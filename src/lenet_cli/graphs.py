@@ -23,12 +23,15 @@ import weakref
 from collections.abc import Callable, Sequence
 
 import torch
-from lightning.pytorch import Trainer
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from lenet_cli.errors import LenetError
+from lenet_cli.lightning_internals import ddp_comm_hook
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
 
@@ -45,7 +48,7 @@ def blocker(trainer: Trainer, compiled: bool) -> str | None:
             return f"strategy {type(trainer.strategy).__name__}: only DDP's gradient all-reduce is captured"
         if ddp.find_unused_parameters and not ddp.static_graph:
             return "find_unused_parameters: DDP searches each step's autograd graph, a replay has none"
-        if getattr(trainer.strategy, "_ddp_comm_hook", None) is not None:
+        if ddp_comm_hook(trainer) is not None:
             return "ddp_comm_hook: only DDP's built-in all-reduce is captured"
     if trainer.accumulate_grad_batches != 1:
         return "accumulate_grad_batches needs gradients summed over batches; a replay overwrites them"
@@ -163,6 +166,59 @@ class GraphedStep:
         self.gradients = [parameter.grad for parameter in self.parameters]
         self.graph = graph
         self.captures += 1
+
+
+class GraphedTraining(LightningModule):
+    """A LightningModule whose training step can be replayed from a CUDA graph (a :class:`GraphedStep`).
+
+    A subclass implements :meth:`train_outputs` and calls :meth:`training_outputs` from its
+    ``training_step``; the hooks below set the graph up at the start of training (when the
+    hyperparameter ``cuda_graph`` is true, the device is CUDA and :func:`blocker` finds nothing against
+    it), skip Lightning's ``zero_grad`` and ``backward`` after a replay (the replay did both), and free
+    the graph at the end. Lightning calls ``optimizer_zero_grad`` *after* ``training_step`` and before
+    ``backward``.
+    """
+
+    _graphed: GraphedStep | None = None
+    _replayed = False  # the current training step came from a graph replay
+
+    def train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss and any other outputs of a training batch, from static inputs (captured as they are)."""
+        raise NotImplementedError
+
+    def training_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`train_outputs` of the batch, from a graph replay when there is one (backward included)."""
+        outputs = self._graphed(images, labels) if self._graphed is not None else None
+        self._replayed = outputs is not None
+        if outputs is None:
+            return self.train_outputs(images, labels)
+        loss, sums = outputs
+        return loss, sums
+
+    def on_train_start(self) -> None:
+        self._graphed = None
+        if self.hparams.get("cuda_graph") and self.device.type == "cuda":
+            reason = blocker(self.trainer, compiled=bool(self.hparams.get("compile")))
+            if reason is None:
+                parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
+                ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+                self._graphed = GraphedStep(self.train_outputs, parameters, ddp=ddp)  # type: ignore[arg-type]
+            else:
+                rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
+
+    def on_train_end(self) -> None:
+        if self._graphed is not None:
+            self._graphed.release()  # its memory, and under DDP NCCL's hold on the communicator
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        # A replay has just written the gradients; once captured, they live in the graph's memory, so
+        # they are zeroed there, in place, never set to None.
+        if not self._replayed:
+            optimizer.zero_grad(set_to_none=self._graphed is None or self._graphed.graph is None)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        if not self._replayed:  # a replay did the backward
+            super().backward(loss, *args, **kwargs)
 
 
 def _release(step: weakref.ref[GraphedStep]) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_confusion_matrix,
@@ -18,38 +17,13 @@ from torchmetrics.functional.classification import (
     multiclass_precision,
     multiclass_recall,
 )
-from torchmetrics.utilities import dim_zero_cat
 
 from lenet_cli import plots
 from lenet_cli.atomic import write_text_atomically
-from lenet_cli.runs import output_folder
+from lenet_cli.metrics import SamplePredictions
+from lenet_cli.paths import callback_output_folder
 
 REPORT_FILE, CONFUSION_FILE, MISCLASSIFIED_FILE = "report.json", "confusion_matrix.png", "misclassified.png"
-
-
-class SamplePredictions(Metric):
-    """Every test sample's dataset index, true class and predicted class, gathered over DDP ranks.
-
-    Kept as per-step tensors and concatenated only at ``compute``: an update never reads a value back
-    to the host (torchmetrics' confusion matrix update does, through ``torch.bincount`` on CUDA), and
-    every sample counts exactly once, since the evaluation batches split the test set without padding.
-    """
-
-    full_state_update = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        for state in ("indices", "labels", "predictions"):
-            self.add_state(state, default=[], dist_reduce_fx="cat")
-
-    def update(self, indices: Tensor, labels: Tensor, predictions: Tensor) -> None:
-        self.indices.append(indices.long())
-        self.labels.append(labels.long())
-        self.predictions.append(predictions.long())
-
-    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(indices, labels, predictions)``, each (N,) int64, in the order the samples came."""
-        return dim_zero_cat(self.indices), dim_zero_cat(self.labels), dim_zero_cat(self.predictions)
 
 
 def summarise(labels: Tensor, predictions: Tensor, num_classes: int, top_confused: int = 10) -> dict[str, Any]:
@@ -140,7 +114,7 @@ class EvaluationReport(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         indices, labels, predictions = self.outcomes.compute()  # collective under DDP: every rank calls it
-        folder = output_folder(trainer, self.output_dir)  # on every rank, as the compute above
+        folder = callback_output_folder(trainer, self.output_dir)  # on every rank, as the compute above
         self._write(trainer, pl_module, folder, indices.cpu(), labels.cpu(), predictions.cpu())
         self.outcomes.reset()
 

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
 from lenet_cli.plots import save_image_grid
-from lenet_cli.runs import output_folder
+from lenet_cli.paths import callback_output_folder
 
 TOP = 3  # classes listed per input
 COLUMNS = ["index", "source", "predicted", "confidence", "top2", "top2_probability", "top3", "top3_probability", "true_label"]
@@ -53,7 +53,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
     ) -> None:
-        folder = output_folder(trainer, self.output_dir)  # every rank, before only rank 0 goes on
+        folder = callback_output_folder(trainer, self.output_dir)  # every rank, before only rank 0 goes on
         rows = gather(local_rows(predictions))
         if rows is None:  # not rank 0
             return
