@@ -16,6 +16,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lenet_cli import atomic
 from lenet_cli.errors import LenetError
 
+
 def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint without running code from it (``weights_only``), or fail in one line."""
     path = Path(path)
@@ -35,7 +36,8 @@ def load(path: str | Path) -> dict[str, Any]:
             f"{path} is not a readable checkpoint (a weights-only load rejects it: {rejection(error)})"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise LenetError(f"{path} is not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise LenetError(f"{path} is not a readable checkpoint ({type(error).__name__}: {detail})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise LenetError(f"{path} is not a Lightning checkpoint (no state_dict)")
     if not any(key.startswith("features.0.") for key in checkpoint["state_dict"]):

@@ -140,14 +140,17 @@ class LenetCLI(LightningCLI):
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
-        if callback is not None and callback.best_model_path:
-            rank_zero_info(f"Best checkpoint ({callback.monitor}={float(callback.best_model_score):.4f}): {callback.best_model_path}")
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path and callback.dirpath:
+            score = f"{callback.monitor}={float(callback.best_model_score or 'nan'):.4f}"
+            rank_zero_info(f"Best checkpoint ({score}): {callback.best_model_path}")
             rank_zero_info(f"Last checkpoint: {Path(callback.dirpath) / 'last.ckpt'}")
 
 
 def _is_progress_bar(class_path: str) -> bool:
     module, _, name = class_path.rpartition(".")
-    return isinstance(cls := getattr(importlib.import_module(module), name, None), type) and issubclass(cls, ProgressBar)
+    return isinstance(cls := getattr(importlib.import_module(module), name, None), type) and issubclass(
+        cls, ProgressBar
+    )
 
 
 def main(args: ArgsType = None) -> None:

@@ -8,8 +8,8 @@ runs on; a batch is one index gather. Lightning accepts any iterable as a loader
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -97,7 +97,7 @@ class TensorBatches:
         if self.drop_last:
             return (size // world) // self.batch_size
         shard_size = size // world + (1 if self.rank < size % world else 0)  # as torch.tensor_split
-        return -(-shard_size // self.batch_size)
+        return math.ceil(shard_size / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.shard().to(self.images.device, non_blocking=True)

@@ -21,10 +21,9 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Sequence
-
-import torch
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
@@ -75,7 +74,11 @@ class GraphedStep:
     """
 
     def __init__(
-        self, step: Step, parameters: Sequence[Tensor], warmup_steps: int = 2, ddp: DistributedDataParallel | None = None
+        self,
+        step: Step,
+        parameters: Sequence[Tensor],
+        warmup_steps: int = 2,
+        ddp: DistributedDataParallel | None = None,
     ) -> None:
         self.step = step
         self.parameters = list(parameters)
@@ -99,8 +102,9 @@ class GraphedStep:
             except RuntimeError as error:  # a CUDA capture error: train on, eagerly
                 if self.ddp is not None:  # the other ranks may have captured: going eager would hang them
                     reason = str(error).splitlines()[0]
-                    raise LenetError(f"cuda_graph: capturing the DDP step failed ({reason}); "
-                                     "train with --model.cuda_graph false") from error
+                    raise LenetError(
+                        f"cuda_graph: capturing the DDP step failed ({reason}); train with --model.cuda_graph false"
+                    ) from error
                 self.failed = True
                 for parameter in self.parameters:
                     parameter.grad = None
@@ -111,10 +115,11 @@ class GraphedStep:
         else:
             self.images.copy_(images)
             self.labels.copy_(labels)
+        assert self.graph is not None  # captured above
         self.graph.replay()
         # The replay writes into these tensors. Set them again in case someone dropped them since
         # (``zero_grad(set_to_none=True)``): the optimizer would otherwise skip every parameter.
-        for parameter, gradient in zip(self.parameters, self.gradients):
+        for parameter, gradient in zip(self.parameters, self.gradients, strict=True):
             parameter.grad = gradient
         return self.outputs
 

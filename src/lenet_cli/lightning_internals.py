@@ -27,7 +27,7 @@ def sigterm_flag(trainer: Trainer) -> Callable[[], None] | None:
     ask for that stop. ``None`` (and a warning) when this Lightning lacks the flag.
     """
     connector = getattr(trainer, "_signal_connector", None)
-    if not hasattr(connector, "received_sigterm"):
+    if connector is None or not hasattr(connector, "received_sigterm"):
         warn_once("a checkpoint on the first Ctrl-C", "trainer._signal_connector.received_sigterm")
         return None
 
@@ -53,7 +53,7 @@ def thin_sigterm_broadcast(trainer: Trainer, every_n_steps: int) -> None:
         if trainer.global_step % every_n_steps == 0:
             broadcast()
 
-    loop._broadcast_sigterm_tensor = broadcast_every_n_steps
+    loop._broadcast_sigterm_tensor = broadcast_every_n_steps  # type: ignore[method-assign]
 
 
 def ddp_comm_hook(trainer: Trainer) -> Any:

@@ -13,8 +13,6 @@ from lenet_cli.graphs import GraphedTraining
 from lenet_cli.lightning_internals import attached_trainer
 from lenet_cli.metrics import WeightedMean
 
-STAGES = ("train", "val", "test")
-
 
 class LeNet(GraphedTraining):
     """LeNet for 32×32 inputs: conv 6@5×5 → pool → conv 16@5×5 → pool → FC 120 → 84 → classes.
@@ -68,15 +66,16 @@ class LeNet(GraphedTraining):
             nn.Linear(84, num_classes),
         )
         self.example_input_array = torch.zeros(1, in_channels, 32, 32)
-        # validate_args=False: the argument checks read values back to the host, one GPU sync per step.
-        # Loss means are metrics too, so that DDP averages them exactly.
-        # Training sums its loss and correct predictions per step into one tensor (a single add, or
-        # part of the CUDA graph) and hands them to its metrics once per epoch.
-        for stage in STAGES:
-            accuracy = WeightedMean() if stage == "train" else MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-            setattr(self, f"{stage}_acc", accuracy)
-            setattr(self, f"{stage}_loss", WeightedMean())
-        self._train_sums: Tensor | None = None  # (loss × batch size, correct) summed over the epoch
+        # Loss means are metrics too, so that DDP averages them exactly. Training sums its loss and
+        # correct predictions per step into one tensor (a single add, or part of the CUDA graph) and
+        # hands them to its metrics once per epoch. validate_args=False: the argument checks read
+        # values back to the host, one GPU sync per step.
+        self.train_loss, self.train_acc = WeightedMean(), WeightedMean()
+        self.val_loss = WeightedMean()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_loss = WeightedMean()
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self._train_sums = torch.zeros(2)  # (loss × batch size, correct) summed over the epoch
         self._train_count = 0
         self._network = self._forward
         self._channels_last = bool(channels_last)  # until a trainer's device decides (configure_model)
@@ -185,6 +184,6 @@ class LeNet(GraphedTraining):
         if self.hparams.lr_schedule == "constant":
             return optimizer
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
+            optimizer, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -29,7 +29,10 @@ CHECKPOINT_DEFAULTS = {
 }
 
 # The logger of a run without a config: runs/lenet/version_N/.
-DEFAULT_LOGGER = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "lenet"}}
+DEFAULT_LOGGER = {
+    "class_path": "lightning.pytorch.loggers.CSVLogger",
+    "init_args": {"save_dir": "runs", "name": "lenet"},
+}
 
 # Config keys that name folders a run writes into (logger, checkpoints, images, reports).
 OUTPUT_KEYS = ("save_dir", "dirpath", "default_root_dir", "output_dir")

@@ -43,14 +43,15 @@ def summarise(labels: Tensor, predictions: Tensor, num_classes: int, top_confuse
     }
     support = confusion.sum(dim=1)
     per_class = {
-        name: {key: round(float(values[c]), 6) for key, values in per_class_metrics.items()} | {"support": int(support[c])}
+        name: {key: round(float(values[c]), 6) for key, values in per_class_metrics.items()}
+        | {"support": int(support[c])}
         for c, name in enumerate(classes)
     }
     errors = confusion.clone().fill_diagonal_(0)
     counts, flat = errors.flatten().sort(descending=True, stable=True)
     most_confused = [
         {"true": classes[i // num_classes], "predicted": classes[i % num_classes], "count": int(n)}
-        for n, i in zip(counts[:top_confused].tolist(), flat[:top_confused].tolist())
+        for n, i in zip(counts[:top_confused].tolist(), flat[:top_confused].tolist(), strict=True)
         if n > 0
     ]
     correct = int(confusion.trace())
@@ -107,7 +108,8 @@ class EvaluationReport(Callback):
     ) -> None:
         if not isinstance(outputs, dict) or "predictions" not in outputs:
             raise TypeError(
-                f"{type(self).__name__} needs test_step to return {{'predictions': (B,) classes}}, got {type(outputs).__name__}"
+                f"{type(self).__name__} needs test_step to return {{'predictions': (B,) classes}}, "
+                f"got {type(outputs).__name__}"
             )
         _, labels, indices = batch
         self.outcomes.update(indices, labels, outputs["predictions"])
@@ -120,9 +122,17 @@ class EvaluationReport(Callback):
 
     @rank_zero_only
     def _write(
-        self, trainer: Trainer, pl_module: LightningModule, folder: Path, indices: Tensor, labels: Tensor, predictions: Tensor
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        folder: Path,
+        indices: Tensor,
+        labels: Tensor,
+        predictions: Tensor,
     ) -> None:
-        report = {"checkpoint": trainer.ckpt_path} | summarise(labels, predictions, pl_module.hparams.num_classes, self.top_confused)
+        report = {"checkpoint": trainer.ckpt_path} | summarise(
+            labels, predictions, pl_module.hparams.num_classes, self.top_confused
+        )
         wrong = (predictions != labels).nonzero().flatten()
         wrong = wrong[indices[wrong].argsort()]  # in test-set order, so reruns show the same images
         report["misclassified_indices"] = indices[wrong].tolist()
@@ -139,7 +149,7 @@ class EvaluationReport(Callback):
         shown = wrong[: self.max_misclassified]
         if len(shown) and raw_images is not None:
             classes = report["classes"]
-            outcomes = zip(indices[shown].tolist(), labels[shown].tolist(), predictions[shown].tolist())
+            outcomes = zip(indices[shown].tolist(), labels[shown].tolist(), predictions[shown].tolist(), strict=True)
             plots.save_image_grid(
                 raw_images[indices[shown]],
                 [f"#{index}: {classes[true]} → {classes[predicted]}" for index, true, predicted in outcomes],

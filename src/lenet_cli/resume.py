@@ -54,8 +54,8 @@ class ResumedRun(Callback):
         log_dir = trainer.log_dir  # broadcasts: on every rank
         if trainer.is_global_zero:
             print(
-                f"resuming {run_folder_of_checkpoint(trainer.ckpt_path)} from {trainer.ckpt_path} (epoch {checkpoint.get('epoch')}, "
-                f"global step {checkpoint.get('global_step')}) as {log_dir}",
+                f"resuming {run_folder_of_checkpoint(trainer.ckpt_path)} from {trainer.ckpt_path} "
+                f"(epoch {checkpoint.get('epoch')}, global step {checkpoint.get('global_step')}) as {log_dir}",
                 file=sys.stderr,
             )
         states = checkpoint.get("callbacks") or {}
@@ -111,7 +111,7 @@ class StopOnSignal(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._restore_handler()
         callback = trainer.checkpoint_callback
-        if trainer.state.fn != TrainerFn.FITTING or callback is None or callback.dirpath is None:
+        if trainer.state.fn != TrainerFn.FITTING or not isinstance(callback, ModelCheckpoint) or not callback.dirpath:
             return  # not fitting, or stopped before the checkpoint folder was known (data setup)
         last = Path(callback.format_checkpoint_name({}, ModelCheckpoint.CHECKPOINT_NAME_LAST))
         graceful = isinstance(exception, SIGTERMException)
@@ -126,7 +126,8 @@ class StopOnSignal(Callback):
         if not trainer.is_global_zero or not (interrupted or last.is_file()):
             return
         log_dir = getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir  # no broadcast here
-        reason = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}.get(self.signal, type(exception).__name__)
+        names = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+        reason = names[self.signal] if self.signal is not None else type(exception).__name__
         resume_from = last if last.is_file() else trainer.ckpt_path
         if resume_from is None:
             print(f"{reason}: stopped before the first checkpoint; nothing to resume", file=sys.stderr)

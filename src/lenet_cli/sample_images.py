@@ -42,7 +42,7 @@ class SampleImages(Callback):
         chosen = torch.randperm(len(images), generator=generator)[: self.num_images].sort().values
         with torch.no_grad():
             predicted = pl_module(images[chosen.to(images.device)]).argmax(dim=1).cpu()
-        for index, label in zip(chosen.tolist(), predicted.tolist()):
+        for index, label in zip(chosen.tolist(), predicted.tolist(), strict=True):
             # Like every file lenet writes: complete or not there (replace_atomically makes the folder).
             with replace_atomically(folder / f"{index}_predicted_{label}.png") as temporary:
                 Image.fromarray(raw[index].numpy(), mode="L").save(temporary, format="PNG")
