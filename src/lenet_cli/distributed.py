@@ -18,7 +18,7 @@ def throttle_sigterm_broadcast(trainer: Trainer, every_n_steps: int = SIGTERM_CH
     Lightning 2.6 broadcasts a "SIGTERM received" flag from rank 0 and reads it back with ``.item()``
     before every DDP training step (Lightning PR #20825): a host-device sync per step, which stops
     the CPU from queueing the next step while the GPU runs this one. For LeNet, whose steps are ~2 ms
-    of kernel launches, that made 2 GPUs slower than 1 (measured on 2 H100s, docs/benchmarks.md).
+    of kernel launches, that made 2 GPUs slower than 1 (docs/benchmarks.md).
     Lightning issue #21487 / PR #21640 propose this same throttle as a Trainer option; until a release
     has it, the loop's method is wrapped here. All ranks run the same steps (equal training shards),
     so they broadcast at the same global steps. A stop then takes up to ``every_n_steps`` steps
@@ -33,9 +33,8 @@ def destroy_process_group() -> None:
 
     Lightning destroys the group at exit only for NCCL. A gloo group (CPU DDP) left to interpreter
     finalization sometimes kills a rank with "terminate called without an active exception" (SIGABRT)
-    after the run has finished and written everything: about 1 run in 6 of ``lenet test`` on 2 CPU
-    processes here, and the CI's failure. PyTorch issue #190489; its atexit fix (PR #179291) was
-    abandoned. Registered once, when ``lenet`` is imported and before any group exists, it runs after
+    after the run has finished and written everything (about 1 run in 6 of ``lenet test`` on 2 CPU
+    processes). PyTorch issue #190489; its atexit fix (PR #179291) was abandoned. Registered once, when ``lenet`` is imported and before any group exists, it runs after
     every later atexit handler: Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():

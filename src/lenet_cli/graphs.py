@@ -1,7 +1,7 @@
 """A training step's forward, loss and backward captured once as a CUDA graph, then replayed per batch.
 
-LeNet's step is ~50 small kernels launched one by one from Python: at any batch size an H100 finishes
-them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
+LeNet's step is ~50 small kernels launched one by one from Python: at any batch size a datacentre GPU
+finishes them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
 what Lightning's loop and the optimizer cost around it (docs/benchmarks.md).
 
 The optimizer stays outside the graph, so Lightning's automatic optimization (learning-rate schedulers,
@@ -126,7 +126,7 @@ class GraphedStep:
     def release(self) -> None:
         """Frees the graph; later calls run eagerly. Under DDP it must happen before the process group is
         destroyed: NCCL's communicator teardown waits for the graphs holding its all-reduce, so a graph
-        still alive then hangs the process at exit (seen on 2 H100s)."""
+        still alive then hangs the process at exit."""
         if self.graph is not None:
             self.graph.reset()
             self.graph = None
@@ -139,7 +139,7 @@ class GraphedStep:
         # sets up lazily happens on the default stream during the capture. The caller must not hold
         # on to an eager step's loss either: its autograd graph keeps the parameters' gradient-
         # accumulation nodes, bound to the default stream, and a capture reusing them fails ("would
-        # make the legacy stream depend on a capturing blocking stream"; seen in speed.py's loop).
+        # make the legacy stream depend on a capturing blocking stream").
         if self.ddp is not None:
             # Lightning destroys the process group at exit (atexit); handlers run last-in first-out,
             # so this one frees the graph before that.
@@ -156,8 +156,7 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         # Under DDP other threads use CUDA while we capture (NCCL's watchdog queries the events of earlier
         # all-reduces); in the default "global" mode their calls could invalidate the capture. NCCL's
-        # CUDA-graph notes advise "thread_local" then: it restricts only this thread. (A precaution:
-        # the global mode was not seen to fail.)
+        # CUDA-graph notes advise "thread_local" then: it restricts only this thread.
         mode = "thread_local" if self.ddp is not None else "global"
         with torch.cuda.graph(graph, capture_error_mode=mode):  # synchronises; captures on a side stream
             outputs = self.step(self.images, self.labels)
