@@ -26,14 +26,10 @@ class LeNet(GraphedTraining):
             ``--lr_scheduler`` is given on the command line.
         weight_decay: Adam weight decay.
         compile: Wrap the network in ``torch.compile`` (pays a compile time at start-up).
-        channels_last: Keep conv weights and activations in NHWC memory format. ``None`` (default):
-            on the CPU, where oneDNN's convolutions run ~10 % faster a step so; not on a GPU, where the
-            format conversions around LeNet's tiny convolutions cost more than they save.
-        cuda_graph: On CUDA devices, capture the training step's forward and backward (under DDP with
-            its gradient all-reduce) once as a CUDA graph and replay it for every batch
-            (lenet_cli.graphs). Ignored on CPU; with other multi-device strategies, DDP's
-            ``find_unused_parameters`` or a comm hook, gradient accumulation, mixed precision or
-            ``compile`` it warns and trains eagerly.
+        channels_last: NHWC memory format for the convolutions. ``None``: on the CPU only, where
+            oneDNN runs them ~10 % faster so (on a GPU the conversions cost more than they save).
+        cuda_graph: On a CUDA device, replay the training step (forward, backward, DDP's all-reduce)
+            from a CUDA graph (``lenet_cli.graphs``); where it cannot, it warns and trains eagerly.
     """
 
     def __init__(
@@ -111,10 +107,8 @@ class LeNet(GraphedTraining):
         return loss, logits
 
     def _log_epoch(self, stage: str) -> None:
-        # Logged once per epoch, not per step: each self.log call costs ~0.1 ms of Python in Lightning's
-        # result collection, a real share of a 2 ms step. compute() all-reduces the sums under DDP, so
-        # every rank holds the exact value; sync_dist then averages equal numbers (and keeps Lightning
-        # from warning).
+        # Once per epoch: each self.log costs ~0.1 ms of Lightning's Python, a real share of a 2 ms step.
+        # compute() all-reduces under DDP; sync_dist then averages equal numbers (and keeps Lightning quiet).
         for name in ("loss", "acc"):
             metric = getattr(self, f"{stage}_{name}")
             self.log(f"{stage}/{name}", metric.compute(), prog_bar=stage == "val", sync_dist=True)
