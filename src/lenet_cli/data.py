@@ -29,16 +29,21 @@ def to_model_input(
     images: Tensor, mode: Literal["resize", "pad"] = "resize", device: torch.device | str = "cpu"
 ) -> Tensor:
     """uint8 (N, H, W) digits → normalised float32 (N, 1, 32, 32) on ``device``, in chunks."""
-    chunks = []
-    for chunk in images.split(8192):
-        x = chunk.to(device).unsqueeze(1).float().div_(255)
-        if mode == "resize":
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        else:
-            pad_h, pad_w = INPUT_SIZE - x.shape[-2], INPUT_SIZE - x.shape[-1]
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        chunks.append(x.sub_(MEAN).div_(STD))
-    return torch.cat(chunks)
+    return torch.cat([preprocess(chunk.to(device), mode) for chunk in images.split(8192)])
+
+
+def preprocess(digits: Tensor, mode: Literal["resize", "pad"] = "resize") -> Tensor:
+    """uint8 (N, H, W) digits → normalised float32 (N, 1, 32, 32), on their device, in one go.
+
+    Free of loops over the batch, so ``torch.export`` keeps N dynamic (``lenet export --with_preprocessing``).
+    """
+    x = digits.unsqueeze(1).float().div_(255)
+    if mode == "resize":
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    else:
+        pad_h, pad_w = INPUT_SIZE - x.shape[-2], INPUT_SIZE - x.shape[-1]
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return x.sub_(MEAN).div_(STD)
 
 
 class EpochOrder:

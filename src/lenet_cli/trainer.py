@@ -22,21 +22,27 @@ class LenetTrainer(Trainer):
         format: Literal["onnx", "pt2"] = "onnx",
         output: str | None = None,
         with_preprocessing: bool = False,
+        weights_only: bool = True,
     ) -> None:
         """Write the model as an ONNX or torch.export (pt2) file for other runtimes.
 
         Args:
             model: The LeNet to export (its weights come from ``ckpt_path``).
-            datamodule: Unused; present so that ``--data.*`` options keep their meaning.
+            datamodule: Its ``input_mode`` is the preprocessing recorded in the file (and included with
+                ``with_preprocessing``).
             ckpt_path: ``best``, ``last``, ``pretrained`` or a checkpoint file.
             format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export.save``).
             output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the working folder.
             with_preprocessing: Export a model that takes uint8 (N, 28, 28) digits and resizes and
                 normalises them itself.
+            weights_only: Always true, as for every subcommand (``LenetCLI`` sets it): the checkpoint is
+                loaded without running code from it.
         """
         from lenet_cli import export  # noqa: PLC0415 - only this subcommand needs the exporters
 
-        export.run(self, model, ckpt_path=ckpt_path, format=format, output=output, with_preprocessing=with_preprocessing)
+        export.run(
+            self, model, datamodule, ckpt_path=ckpt_path, format=format, output=output, with_preprocessing=with_preprocessing
+        )
 
     def serve(
         self,
