@@ -85,8 +85,8 @@ def run(
     trained_mode = (checkpoint.get("datamodule_hyper_parameters") or {}).get("input_mode")
     if trained_mode is not None and trained_mode != input_mode:
         raise LenetError(
-            f"checkpoint {ckpt_path} was trained with --data.input_mode {trained_mode}; "
-            f"export it with --data.input_mode {trained_mode} (the file records and may include that preprocessing)"
+            f"checkpoint {ckpt_path} was trained with --data.input_mode {trained_mode}, not {input_mode}; "
+            f"export it with --data.input_mode {trained_mode} (the file records that preprocessing, and may include it)"
         )
     model.load_state_dict(checkpoint["state_dict"])
     model.cpu().eval()
