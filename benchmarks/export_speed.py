@@ -133,8 +133,10 @@ def main() -> None:
                     batch[name] += whole_batch(run, arrays, images, options.repeats)
 
     command = " ".join(["python", *sys.argv])
-    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs; {datetime.date.today()}; torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}, lightning {lightning.__version__}; {options.threads} threads")
+    print(
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs; {datetime.date.today()}; torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, lightning {lightning.__version__}; {options.threads} threads"
+    )
     print(f"`{command}`: batch 1 over {options.rounds} × {options.calls} calls, batch 1000 over "
           f"{options.rounds} × {options.repeats} calls\n")  # fmt: skip
     print("| engine | batch 1: median µs | batch 1: p95 µs | batch 1000: images/s (median call) |")

@@ -41,7 +41,18 @@ def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     files = {"onnx": folder / "lenet.onnx", "pt2": folder / "lenet.pt2", "preprocessing": folder / "digits.onnx"}
     run_cli(["export", *CPU, "--ckpt_path", checkpoint, "--output", str(files["onnx"])])
     run_cli(["export", *CPU, "--ckpt_path", checkpoint, "--format", "pt2", "--output", str(files["pt2"])])
-    run_cli(["export", *CPU, "--ckpt_path", checkpoint, "--with_preprocessing", "true", "--output", str(files["preprocessing"])])
+    run_cli(
+        [
+            "export",
+            *CPU,
+            "--ckpt_path",
+            checkpoint,
+            "--with_preprocessing",
+            "true",
+            "--output",
+            str(files["preprocessing"]),
+        ]
+    )
     return files
 
 
@@ -72,21 +83,27 @@ def assert_same_predictions(logits: np.ndarray, reference: np.ndarray) -> None:
     assert np.all((predicted == expected) | ties), np.nonzero(predicted != expected)
 
 
-def test_onnx_runtime_matches_pytorch_on_mnist_test(exported: dict[str, Path], reference: np.ndarray, mnist_test: Any) -> None:
+def test_onnx_runtime_matches_pytorch_on_mnist_test(
+    exported: dict[str, Path], reference: np.ndarray, mnist_test: Any
+) -> None:
     images = data.to_model_input(mnist_test[0]).numpy()
     (logits,) = session(exported["onnx"]).run(["logits"], {"images": images})
     assert_same_predictions(logits, reference)
     assert (logits.argmax(axis=1) == mnist_test[1].numpy()).mean() > 0.95  # a trained model, not a random one
 
 
-def test_pt2_program_matches_pytorch_on_mnist_test(exported: dict[str, Path], reference: np.ndarray, mnist_test: Any) -> None:
+def test_pt2_program_matches_pytorch_on_mnist_test(
+    exported: dict[str, Path], reference: np.ndarray, mnist_test: Any
+) -> None:
     program = torch.export.load(exported["pt2"])
     with torch.inference_mode():
         logits = program.module()(data.to_model_input(mnist_test[0])).numpy()
     assert_same_predictions(logits, reference)
 
 
-def test_preprocessing_model_takes_raw_digits(exported: dict[str, Path], reference: np.ndarray, mnist_test: Any) -> None:
+def test_preprocessing_model_takes_raw_digits(
+    exported: dict[str, Path], reference: np.ndarray, mnist_test: Any
+) -> None:
     onnx_session = session(exported["preprocessing"])
     (logits,) = onnx_session.run(["logits"], {"images": mnist_test[0].numpy()})
     assert_same_predictions(logits, reference)
@@ -98,7 +115,11 @@ def test_preprocessing_model_takes_raw_digits(exported: dict[str, Path], referen
 
 def test_onnx_file_is_self_contained_with_metadata(exported: dict[str, Path], trained_run: Path) -> None:
     path = exported["onnx"]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["digits.onnx", "lenet.onnx", "lenet.pt2"]  # no .data, no temporaries
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "digits.onnx",
+        "lenet.onnx",
+        "lenet.pt2",
+    ]  # no .data, no temporaries
     model = onnx.load(str(path), load_external_data=False)
     assert not any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in model.graph.initializer)
     meta = {prop.key: prop.value for prop in model.metadata_props}
@@ -106,7 +127,11 @@ def test_onnx_file_is_self_contained_with_metadata(exported: dict[str, Path], tr
     assert meta["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert json.loads(meta["class_names"]) == [str(digit) for digit in range(10)]
     assert (int(meta["input_size"]), float(meta["mean"]), float(meta["std"])) == (data.INPUT_SIZE, data.MEAN, data.STD)
-    assert (meta["lenet_version"], meta["input_mode"], meta["with_preprocessing"]) == (lenet_cli.__version__, "resize", "false")
+    assert (meta["lenet_version"], meta["input_mode"], meta["with_preprocessing"]) == (
+        lenet_cli.__version__,
+        "resize",
+        "false",
+    )
     runtime = session(path)
     (images,), (logits,) = runtime.get_inputs(), runtime.get_outputs()
     assert (images.name, images.type, images.shape) == ("images", "tensor(float)", ["batch", 1, 32, 32])
@@ -117,7 +142,10 @@ def test_pt2_archive_carries_the_metadata(exported: dict[str, Path], trained_run
     extra = {"lenet.json": ""}
     program = torch.export.load(exported["pt2"], extra_files=extra)
     meta = json.loads(extra["lenet.json"])
-    assert meta["checkpoint_sha256"] == hashlib.sha256((trained_run / "checkpoints" / "best.ckpt").read_bytes()).hexdigest()
+    assert (
+        meta["checkpoint_sha256"]
+        == hashlib.sha256((trained_run / "checkpoints" / "best.ckpt").read_bytes()).hexdigest()
+    )
     assert (meta["input_size"], meta["mean"], meta["std"], meta["class_names"][9]) == (32, data.MEAN, data.STD, "9")
     assert program.module()(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # batch 1 ...
     assert program.module()(torch.zeros(7, 1, 32, 32)).shape == (7, 10)  # ... and any other
@@ -130,6 +158,14 @@ def docs_example() -> str:
     return script
 
 
+WITHOUT_TORCH = """\
+import runpy, sys
+sys.modules["torch"] = None  # the example must run with numpy, Pillow and onnxruntime alone
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.mark.parametrize("kind", ["onnx", "preprocessing"])
 def test_docs_example_predicts_a_png(kind: str, exported: dict[str, Path], mnist_test: Any, tmp_path: Path) -> None:
     script = tmp_path / "predict_png.py"
@@ -138,63 +174,86 @@ def test_docs_example_predicts_a_png(kind: str, exported: dict[str, Path], mnist
     for index in (0, 1, 2):  # a 7, a 2 and a 1
         png = tmp_path / f"digit{index}.png"
         Image.fromarray(images[index].numpy()).save(png)
-        # No torch in the child: the example must run with numpy, Pillow and onnxruntime alone.
-        blocker = "import sys; sys.modules['torch'] = None; import runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
         result = subprocess.run(
-            [sys.executable, "-c", blocker, str(script), str(exported[kind]), str(png)],
-            capture_output=True, text=True, timeout=120, env=child_env(), check=False,
+            [sys.executable, "-c", WITHOUT_TORCH, str(script), str(exported[kind]), str(png)],
+            capture_output=True, text=True, timeout=120, env=child_env(),
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert re.fullmatch(rf"{labels[index]} \(\d+\.\d%\)\n", result.stdout), result.stdout
 
 
+IMPORTS_OF_HELP = """\
+import sys
+from lenet_cli.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("onnx", "onnxscript", "onnxruntime", "onnx_ir")))
+"""
+
+
 def test_help_does_not_import_the_onnx_tools() -> None:
-    code = "import sys; from lenet_cli.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxscript', 'onnxruntime', 'onnx_ir')))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env(), check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF_HELP], capture_output=True, text=True, timeout=120, env=child_env()
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def a_file(folder: Path) -> Path:
-    (folder / "a_file").write_text("not a folder")
-    return folder / "a_file"
-
-
-def without_onnxscript(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now raises ImportError
-
-
+CHECKPOINT = ["--ckpt_path", "{checkpoint}"]
 BAD_EXPORTS = [
-    pytest.param(lambda t, c: [], None, "needs --ckpt_path", id="no checkpoint"),
-    pytest.param(lambda t, c: ["--ckpt_path", f"{t}/none.ckpt"], None, "does not exist", id="missing checkpoint"),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--format", "tflite"], None, "format", id="unknown format"),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--output", f"{a_file(t)}/lenet.onnx"], None, "is a file", id="output below a file"),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--output", "/proc/lenet.onnx"], None, "cannot write into /proc", id="read-only output folder", marks=NO_PROC),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--output", str(t)], None, "is a folder", id="output is a folder"),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--output", "lenet.pt2"], None, "names a .pt2 file but --format is onnx", id="suffix of the other format"),
-    pytest.param(lambda t, c: ["--ckpt_path", c], without_onnxscript, 'onnxscript is not installed: pip install "lenet-cli[export]"', id="missing extra"),
-    pytest.param(lambda t, c: ["--ckpt_path", c, "--data.input_mode", "pad"], None, "trained with --data.input_mode resize, not pad", id="other input mode"),
-]  # fmt: skip
+    pytest.param([], "needs --ckpt_path", id="no checkpoint"),
+    pytest.param(["--ckpt_path", "{tmp}/none.ckpt"], "does not exist", id="missing checkpoint"),
+    pytest.param([*CHECKPOINT, "--format", "tflite"], "format", id="unknown format"),
+    pytest.param([*CHECKPOINT, "--output", "{tmp}/a_file/lenet.onnx"], "is a file", id="output below a file"),
+    pytest.param(
+        [*CHECKPOINT, "--output", "/proc/lenet.onnx"], "cannot write into /proc", id="read-only", marks=NO_PROC
+    ),
+    pytest.param([*CHECKPOINT, "--output", "{tmp}"], "is a folder", id="output is a folder"),
+    pytest.param([*CHECKPOINT, "--output", "lenet.pt2"], "is a .pt2 name but --format is onnx", id="other suffix"),
+    pytest.param([*CHECKPOINT, "--data.input_mode", "pad"], "trained with --data.input_mode resize, not pad", id="pad"),
+]
 
 
-@pytest.mark.parametrize(("make_args", "setup", "expected"), BAD_EXPORTS)
+@pytest.mark.parametrize(("args", "expected"), BAD_EXPORTS)
 def test_bad_export_fails_in_one_line(
-    make_args: Any, setup: Any, expected: str, trained_run: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    args: list[str], expected: str, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    args = ["export", *CPU, *make_args(tmp_path, str(trained_run / "checkpoints" / "best.ckpt"))]
-    if setup is not None:
-        setup(monkeypatch)
+    (tmp_path / "a_file").write_text("not a folder")
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    expect_one_line_error([arg.format(tmp=tmp_path, checkpoint=checkpoint) for arg in args], expected, capsys)
+    assert not [path.name for path in tmp_path.iterdir() if path.name != "a_file"]  # nothing written
+
+
+def test_missing_onnx_tools_fail_in_one_line(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now raises ImportError
+    args = ["--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")]
+    expect_one_line_error(args, 'onnxscript is not installed: pip install "lenet-cli[export]"', capsys)
+    assert not list(tmp_path.iterdir())
+    expect_one_line_error([*args, "--format", "pt2"], None, capsys)  # pt2 needs torch alone
+
+
+def expect_one_line_error(args: list[str], expected: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lenet export ARGS`` fails with exit status 2 and the one line ``expected``; or succeeds (None)."""
     capsys.readouterr()
+    if expected is None:
+        run_cli(["export", *CPU, *args])
+        return
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(args)
+        run_cli(["export", *CPU, *args])
     assert exit_info.value.code == 2
     assert expected in error_line(capsys.readouterr().err)
-    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt2")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_failed_export_keeps_the_earlier_file(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_export_keeps_the_earlier_file(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lenet.onnx").write_bytes(b"an earlier export")
 

@@ -24,14 +24,17 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import Tensor, nn
 
-from lenet_cli import __version__, atomic, checkpoints, data, runs
+from lenet_cli import __version__, atomic, checkpoints, data
 from lenet_cli.errors import LenetError
 from lenet_cli.images import FIELD
+from lenet_cli.preflight import check_writable
 
 Format = Literal["onnx", "pt2"]
+InputMode = Literal["resize", "pad"]
 FORMATS: tuple[Format, ...] = ("onnx", "pt2")
 INPUT, OUTPUT = "images", "logits"  # the exported graph's input and output names
-OPSET = 20  # the dynamo exporter's default on torch 2.11-2.14, fixed so every torch writes the same; ONNX Runtime >= 1.17
+# The dynamo exporter's default on torch 2.11-2.14, fixed so that every torch writes the same; ONNX Runtime >= 1.17.
+OPSET = 20
 METADATA_FILE = "lenet.json"  # the pt2 archive's extra file holding metadata()
 INSTALL = 'pip install "lenet-cli[export]"'
 # torch.export specialises sizes 0 and 1 to constants: an example batch of 2 keeps N dynamic.
@@ -47,7 +50,7 @@ class Classifier(nn.Module):
             or ``"pad"``: the input is uint8 (N, 28, 28) digits, made into LeNet's input as in training.
     """
 
-    def __init__(self, model: nn.Module, input_mode: Literal["resize", "pad"] | None = None) -> None:
+    def __init__(self, model: nn.Module, input_mode: InputMode | None = None) -> None:
         super().__init__()
         self.model, self.input_mode = model, input_mode
 
@@ -78,7 +81,8 @@ def run(
     target = output_path(output, format)
     if format == "onnx":
         require_onnx_tools()
-    input_mode = datamodule.hparams.get("input_mode", "resize") if datamodule is not None else "resize"
+    pad = datamodule is not None and datamodule.hparams.get("input_mode") == "pad"
+    input_mode: InputMode = "pad" if pad else "resize"
 
     checkpoint = checkpoints.load(ckpt_path)
     checkpoints.check_fits(checkpoint, model, ckpt_path)
@@ -99,11 +103,9 @@ def run(
             write_onnx(classifier, example, temporary, info)
         else:
             write_pt2(classifier, example, temporary, info)
-    shape = f"uint8 (N, {FIELD}, {FIELD})" if with_preprocessing else f"float32 (N, {model.hparams.in_channels}, {data.INPUT_SIZE}, {data.INPUT_SIZE})"
-    print(
-        f"wrote {target} ({format}, {target.stat().st_size / 1024:.0f} KiB): {INPUT} {shape} → {OUTPUT} "
-        f"(N, {model.hparams.num_classes}), from {ckpt_path}"
-    )
+    size, classes = target.stat().st_size / 1024, model.hparams["num_classes"]
+    shape = input_shape(model, with_preprocessing)
+    print(f"wrote {target} ({format}, {size:.0f} KiB): {INPUT} {shape} → {OUTPUT} (N, {classes}), from {ckpt_path}")
     return target
 
 
@@ -114,8 +116,10 @@ def output_path(output: str | None, format: str) -> Path:
         raise LenetError(f"--output {output}: is a folder; name the file to write (e.g. {target / f'lenet.{format}'})")
     other = next((name for name in FORMATS if name != format and target.suffix == f".{name}"), None)
     if other is not None:
-        raise LenetError(f"--output {output} names a .{other} file but --format is {format}; add --format {other} or rename it")
-    runs.check_writable("output", target.parent)
+        raise LenetError(
+            f"--output {output} is a .{other} name but --format is {format}: add --format {other} or rename it"
+        )
+    check_writable("output", target.parent)
     return target
 
 
@@ -129,17 +133,21 @@ def require_onnx_tools() -> None:
         raise LenetError(f"--format onnx needs the ONNX tools, and {missing} is not installed: {INSTALL}") from error
 
 
-def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: str, with_preprocessing: bool) -> dict[str, Any]:
+def input_shape(model: LightningModule, with_preprocessing: bool) -> str:
+    if with_preprocessing:
+        return f"uint8 (N, {FIELD}, {FIELD})"
+    return f"float32 (N, {model.hparams['in_channels']}, {data.INPUT_SIZE}, {data.INPUT_SIZE})"
+
+
+def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: InputMode, with_preprocessing: bool) -> dict:
     """What a consumer of the file needs besides the graph; numbers and lists as JSON in ONNX's string map."""
     if with_preprocessing:
-        expects = f"uint8 (N, {FIELD}, {FIELD}) digits, light on dark as in MNIST; resized and normalised inside"
+        expects = f"{input_shape(model, True)} digits, light on dark as in MNIST; resized and normalised inside"
     else:
-        expects = (
-            f"float32 (N, {model.hparams.in_channels}, {data.INPUT_SIZE}, {data.INPUT_SIZE}): pixels / 255 "
-            f"({'bilinear resize' if input_mode == 'resize' else 'zero padding'} from {FIELD}x{FIELD}), then (x - mean) / std"
-        )
+        how = "bilinear resize" if input_mode == "resize" else "zero padding"
+        expects = f"{input_shape(model, False)}: pixels / 255 ({how} from {FIELD}x{FIELD}), then (x - mean) / std"
     return {
-        "class_names": [str(index) for index in range(model.hparams.num_classes)],
+        "class_names": [str(index) for index in range(model.hparams["num_classes"])],
         "input": expects,
         "input_size": data.INPUT_SIZE,
         "input_mode": input_mode,
@@ -162,7 +170,7 @@ def sha256(path: str | Path) -> str:
 def example_input(model: LightningModule, with_preprocessing: bool) -> Tensor:
     if with_preprocessing:
         return torch.zeros(EXAMPLE_BATCH, FIELD, FIELD, dtype=torch.uint8)
-    return torch.zeros(EXAMPLE_BATCH, model.hparams.in_channels, data.INPUT_SIZE, data.INPUT_SIZE)
+    return torch.zeros(EXAMPLE_BATCH, model.hparams["in_channels"], data.INPUT_SIZE, data.INPUT_SIZE)
 
 
 def dynamic_batch() -> dict[str, dict[int, Any]]:
@@ -189,7 +197,8 @@ def write_onnx(classifier: Classifier, example: Tensor, path: Path, info: dict[s
         )
     assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto  # weights included: serialised whole below, so never an external file
-    onnx.helper.set_model_props(proto, {key: value if isinstance(value, str) else json.dumps(value) for key, value in info.items()})
+    as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in info.items()}
+    onnx.helper.set_model_props(proto, as_strings)
     proto.doc_string = f"LeNet digit classifier exported by lenet-cli {__version__}"
     onnx.checker.check_model(proto)
     path.write_bytes(proto.SerializeToString())

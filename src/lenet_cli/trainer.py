@@ -41,7 +41,13 @@ class LenetTrainer(Trainer):
         from lenet_cli import export  # noqa: PLC0415 - only this subcommand needs the exporters
 
         export.run(
-            self, model, datamodule, ckpt_path=ckpt_path, format=format, output=output, with_preprocessing=with_preprocessing
+            self,
+            model,
+            datamodule,
+            ckpt_path=ckpt_path,
+            format=format,
+            output=output,
+            with_preprocessing=with_preprocessing,
         )
 
     def serve(
@@ -68,5 +74,11 @@ class LenetTrainer(Trainer):
         from lenet_cli import serve  # noqa: PLC0415 - only this subcommand needs LitServe
 
         serve.run(
-            self, model, ckpt_path=ckpt_path, host=host, port=port, max_batch_size=max_batch_size, batch_timeout=batch_timeout
+            self,
+            model,
+            ckpt_path=ckpt_path,
+            host=host,
+            port=port,
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
         )
