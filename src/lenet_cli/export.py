@@ -33,7 +33,7 @@ Format = Literal["onnx", "pt2"]
 InputMode = Literal["resize", "pad"]
 FORMATS: tuple[Format, ...] = ("onnx", "pt2")
 INPUT, OUTPUT = "images", "logits"  # the exported graph's input and output names
-# The dynamo exporter's default on torch 2.11-2.14, fixed so that every torch writes the same; ONNX Runtime >= 1.17.
+# The dynamo exporter's default on torch 2.11-2.14 (IR version 10), fixed so that every torch writes the same.
 OPSET = 20
 METADATA_FILE = "lenet.json"  # the pt2 archive's extra file holding metadata()
 INSTALL = 'pip install "lenet-cli[export]"'
