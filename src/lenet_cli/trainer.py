@@ -74,11 +74,5 @@ class LenetTrainer(Trainer):
         from lenet_cli import serve  # noqa: PLC0415 - only this subcommand needs LitServe
 
         serve.run(
-            self,
-            model,
-            ckpt_path=ckpt_path,
-            host=host,
-            port=port,
-            max_batch_size=max_batch_size,
-            batch_timeout=batch_timeout,
+            self, model, ckpt_path=ckpt_path, host=host, port=port, max_batch_size=max_batch_size, batch_timeout=batch_timeout
         )
