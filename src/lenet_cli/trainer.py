@@ -22,7 +22,6 @@ class LenetTrainer(Trainer):
         format: Literal["onnx", "pt2"] = "onnx",
         output: str | None = None,
         with_preprocessing: bool = False,
-        weights_only: bool = True,
     ) -> None:
         """Write the model as an ONNX or torch.export (pt2) file for other runtimes.
 
@@ -35,8 +34,6 @@ class LenetTrainer(Trainer):
             output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the working folder.
             with_preprocessing: Export a model that takes uint8 (N, 28, 28) digits and resizes and
                 normalises them itself.
-            weights_only: Always true, as for every subcommand (``LenetCLI`` sets it): the checkpoint is
-                loaded without running code from it.
         """
         from lenet_cli import export  # noqa: PLC0415 - only this subcommand needs the exporters
 
