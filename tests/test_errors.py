@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from jsonargparse import ArgumentError
 from PIL import Image
 
 from lenet_cli import idx
@@ -80,6 +81,8 @@ def unwritable_output(folder: Path) -> list[str]:
 
 
 def config_file(text: str) -> Setup:
+    """``fit --config bad.yaml`` with ``text`` in ``bad.yaml``."""
+
     def setup(folder: Path) -> list[str]:
         (folder / "bad.yaml").write_text(text)
         return ["fit", "--config", "bad.yaml"]
@@ -247,7 +250,7 @@ def test_bad_input_fails_in_one_line(
     ("args", "error_type"),
     [
         pytest.param(["test", "--ckpt_path", "none.ckpt"], LenetError, id="lenet error"),
-        pytest.param(["fit", "--trainer.max_epoch=3"], Exception, id="parse error"),
+        pytest.param(["fit", "--trainer.max_epoch=3"], ArgumentError, id="parse error"),
     ],
 )
 def test_debug_switch_shows_the_traceback(
