@@ -34,8 +34,9 @@ def destroy_process_group() -> None:
     Lightning destroys the group at exit only for NCCL. A gloo group (CPU DDP) left to interpreter
     finalization sometimes kills a rank with "terminate called without an active exception" (SIGABRT)
     after the run has finished and written everything (about 1 run in 6 of ``lenet test`` on 2 CPU
-    processes). PyTorch issue #190489; its atexit fix (PR #179291) was abandoned. Registered once, when ``lenet`` is imported and before any group exists, it runs after
-    every later atexit handler: Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
+    processes). PyTorch issue #190489; its atexit fix (PR #179291) was abandoned. Registered once,
+    when ``lenet`` is imported and before any group exists, it runs after every later atexit handler:
+    Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

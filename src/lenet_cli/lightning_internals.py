@@ -23,7 +23,7 @@ def warn_once(feature: str, missing: str) -> None:
 def sigterm_flag(trainer: Trainer) -> Callable[[], None] | None:
     """A function that makes Lightning's loops stop at the next batch boundary, as after a SIGTERM.
 
-    Ctrl-C then takes SIGTERM's orderly path (``runs.StopOnSignal``): Lightning has no public way to
+    Ctrl-C then takes SIGTERM's orderly path (``resume.StopOnSignal``): Lightning has no public way to
     ask for that stop. ``None`` (and a warning) when this Lightning lacks the flag.
     """
     connector = getattr(trainer, "_signal_connector", None)
@@ -58,7 +58,11 @@ def thin_sigterm_broadcast(trainer: Trainer, every_n_steps: int) -> None:
 
 def ddp_comm_hook(trainer: Trainer) -> Any:
     """The DDP communication hook the strategy registers (a CUDA graph cannot capture a custom one)."""
-    return getattr(trainer.strategy, "_ddp_comm_hook", None)
+    if not hasattr(trainer.strategy, "_ddp_comm_hook"):
+        if trainer.world_size > 1:
+            warn_once("refusing a CUDA graph with a custom ddp_comm_hook", "strategy._ddp_comm_hook")
+        return None
+    return trainer.strategy._ddp_comm_hook
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:
@@ -68,4 +72,8 @@ def attached_trainer(module: LightningModule) -> Trainer | None:
 
 def subcommand_parsers(cli: LightningCLI) -> dict[str, Any]:
     """The parser of each subcommand (``add_arguments_to_parser`` runs before their Trainer options exist)."""
-    return getattr(cli, "_subcommand_parsers", {})
+    parsers = getattr(cli, "_subcommand_parsers", None)
+    if parsers is None:
+        warn_once("weights_only shown as true in --print_config", "LightningCLI._subcommand_parsers")
+        return {}
+    return parsers
