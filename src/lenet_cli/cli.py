@@ -96,7 +96,8 @@ class LenetCLI(LightningCLI):
         config = self.config[subcommand]
         if config.get("weights_only") is False:
             raise LenetError("--weights_only false is not supported: lenet never runs code from a checkpoint")
-        config["weights_only"] = True
+        if "weights_only" in config:  # Lightning's subcommands; lenet's own (export, serve) load weights-only anyway
+            config["weights_only"] = True
         runs.preflight(config)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in checkpoints.ALIASES:
