@@ -35,3 +35,30 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(previous)
     return workdir / "runs" / "quick" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def serve_processes(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two ``lenet serve`` processes of the trained checkpoint, started together (their start-ups overlap):
+    ``digit_server`` for the tests that talk to it, ``spare_server`` for the one that stops it."""
+    from tests.serve_helpers import ServerProcess
+
+    workdir = tmp_path_factory.mktemp("serve")
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    # 1 MB request limit: the over-the-limit test then sends 1 MB, not 10.
+    servers = [ServerProcess(checkpoint, workdir, "--max_request_bytes", "1000000"), ServerProcess(checkpoint, workdir)]
+    try:
+        yield [server.wait_ready() for server in servers]
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def digit_server(serve_processes):
+    return serve_processes[0]
+
+
+@pytest.fixture(scope="session")
+def spare_server(serve_processes):
+    return serve_processes[1]

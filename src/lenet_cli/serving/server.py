@@ -31,7 +31,9 @@ from lenet_cli.serving import processes
 from lenet_cli.serving.gateway import Gateway
 from lenet_cli.serving.worker import DigitAPI
 
-API_SERVERS = 1  # uvicorn processes; on 2 cores a second one only competes with the worker (docs/serve.md)
+# uvicorn processes running the gateway: decoding an image costs them more than the forward pass costs
+# the worker, so two keep the worker busy on a 2-core CPU (+15-80 % requests/s there, docs/serve.md).
+API_SERVERS = 2
 GRACEFUL_SECONDS = 3  # how long a stop waits for requests in flight (LitServe's default: 30)
 READY_TIMEOUT = 120  # seconds to wait for /health before saying the server did not come up
 
