@@ -63,7 +63,9 @@ def baseline_app(ckpt_path: str) -> FastAPI:
 
     torch.set_num_threads(1)
     checkpoint = checkpoints.load(ckpt_path)
-    model = LeNet(**{k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in ("in_channels", "num_classes")})
+    model = LeNet(
+        **{k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in ("in_channels", "num_classes")}
+    )
     model.load_state_dict(checkpoint["state_dict"])
     network = serve.network(model)
     app = FastAPI()
@@ -84,7 +86,9 @@ def baseline_app(ckpt_path: str) -> FastAPI:
         return {
             "class": int(top_classes[0]),
             "confidence": float(top_probabilities[0]),
-            "top3": [{"class": int(c), "probability": float(p)} for c, p in zip(top_classes, top_probabilities)],
+            "top3": [
+                {"class": int(c), "probability": float(p)} for c, p in zip(top_classes, top_probabilities, strict=True)
+            ],
         }
 
     return app
@@ -140,7 +144,15 @@ def lenet_serve(port: int, ckpt_path: str, *extra: str) -> Server:
 
 
 def baseline(port: int, ckpt_path: str) -> Server:
-    command = [sys.executable, str(Path(__file__).resolve()), "--baseline-server", "--ckpt_path", ckpt_path, "--port", str(port)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--baseline-server",
+        "--ckpt_path",
+        ckpt_path,
+        "--port",
+        str(port),
+    ]
     return Server("fastapi", command, port)
 
 
@@ -210,7 +222,11 @@ def digit_pngs(count: int) -> list[bytes]:
 
 
 def http_request(body: bytes, content_type: str | None, declared: int | None = None) -> bytes:
-    headers = [f"POST /predict HTTP/1.1", f"Host: {HOST}", f"Content-Length: {declared if declared is not None else len(body)}"]
+    headers = [
+        "POST /predict HTTP/1.1",
+        f"Host: {HOST}",
+        f"Content-Length: {declared if declared is not None else len(body)}",
+    ]
     if content_type:
         headers.append(f"Content-Type: {content_type}")
     if declared is not None:
@@ -294,7 +310,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _client(
-    port: int, number: int, good: list[bytes], bad: list[tuple[str, bytes]], bad_every: int, until: float, load: Load, record_after: float
+    port: int,
+    number: int,
+    good: list[bytes],
+    bad: list[tuple[str, bytes]],
+    bad_every: int,
+    until: float,
+    load: Load,
+    record_after: float,
 ) -> None:
     reader = writer = None
     sent = number * 7  # clients start at different digits
@@ -324,13 +347,17 @@ async def _client(
         writer.close()
 
 
-def run_load(port: int, clients: int, seconds: float, warmup: float, good: list[bytes], bad=(), bad_every: int = 10) -> Load:
+def run_load(
+    port: int, clients: int, seconds: float, warmup: float, good: list[bytes], bad=(), bad_every: int = 10
+) -> Load:
     load = Load()
 
     async def main() -> None:
         start = time.perf_counter()
         record_after, until = start + warmup, start + warmup + seconds
-        await asyncio.gather(*(_client(port, i, good, list(bad), bad_every, until, load, record_after) for i in range(clients)))
+        await asyncio.gather(
+            *(_client(port, i, good, list(bad), bad_every, until, load, record_after) for i in range(clients))
+        )
 
     asyncio.run(main())
     load.seconds = seconds
@@ -385,8 +412,14 @@ def running(server: Server) -> Iterator[Server]:
 def train_checkpoint(folder: Path) -> str:
     """A short CPU training (~30 s) when no --ckpt_path is given."""
     command = [
-        sys.executable, "-m", "lenet_cli", "fit", "--config", str(ROOT / "configs" / "quick.yaml"),
-        "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir=runs",
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "quick.yaml"),
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger.init_args.save_dir=runs",
     ]
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     subprocess.run(command, cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -406,7 +439,9 @@ def kill_and_restart(ckpt_path: str, good: list[bytes]) -> dict[str, float]:
     first.process.wait()
     second = lenet_serve(port, ckpt_path)
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    second.process = subprocess.Popen(second.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    second.process = subprocess.Popen(
+        second.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         wait_healthy(port, second.process)
         connection = http.client.HTTPConnection(HOST, port, timeout=10)
@@ -427,8 +462,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="times each server is measured, interleaved (default 2)")
     parser.add_argument("--batch-size", type=int, default=8, help="--max_batch_size of the batching run (default 8)")
-    parser.add_argument("--batch-timeout", type=float, default=0.002, help="--batch_timeout of the batching run (default 0.002)")
-    parser.add_argument("--bad-every", type=int, default=10, help="every Nth request of the mixed run is bad (default 10)")
+    parser.add_argument(
+        "--batch-timeout", type=float, default=0.002, help="--batch_timeout of the batching run (default 0.002)"
+    )
+    parser.add_argument(
+        "--bad-every", type=int, default=10, help="every Nth request of the mixed run is bad (default 10)"
+    )
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of the memory soak (0: none; default 60)")
     parser.add_argument("--which", default="fastapi,litserve,litserve-batch,litserve-mixed", help="runs of each round")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -450,11 +489,19 @@ def main() -> None:
             "fastapi": lambda: baseline(free_port(), ckpt_path),
             "litserve": lambda: lenet_serve(free_port(), ckpt_path),
             "litserve-batch": lambda: lenet_serve(
-                free_port(), ckpt_path, "--max_batch_size", str(args.batch_size), "--batch_timeout", str(args.batch_timeout)
+                free_port(),
+                ckpt_path,
+                "--max_batch_size",
+                str(args.batch_size),
+                "--batch_timeout",
+                str(args.batch_timeout),
             ),
             "litserve-mixed": lambda: lenet_serve(free_port(), ckpt_path),
         }
-        print(f"\n{args.clients} clients, {args.seconds:g} s measured after {args.warmup:g} s warm-up, one digit PNG a request\n")
+        print(
+            f"\n{args.clients} clients, {args.seconds:g} s measured after {args.warmup:g} s warm-up, "
+            "one digit PNG a request\n"
+        )
         print("| run | good req/s | p50 ms | p95 ms | p99 ms | errors | bad | bad 4xx | bad 5xx | start s |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for _ in range(args.rounds):
@@ -473,8 +520,13 @@ def main() -> None:
                 before = resident_mb(server.process.pid)
                 load = run_load(server.port, args.clients, args.soak, 0.0, good)
                 after = resident_mb(server.process.pid)
-            soak = {"seconds": args.soak, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
-                    "rss_growth_mb": round(after - before, 1), **load.summary()}
+            soak = {
+                "seconds": args.soak,
+                "rss_before_mb": round(before, 1),
+                "rss_after_mb": round(after, 1),
+                "rss_growth_mb": round(after - before, 1),
+                **load.summary(),
+            }
             print(f"\nsoak: {json.dumps(soak)}")
             record["soak"] = soak
         restart = kill_and_restart(ckpt_path, [png for png in digit_pngs(1)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import os
@@ -32,7 +33,17 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = workdir / f"serve-{self.port}.err"
-        command = [sys.executable, "-m", "lenet_cli", "serve", "--ckpt_path", str(ckpt_path), "--port", str(self.port), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "lenet_cli",
+            "serve",
+            "--ckpt_path",
+            str(ckpt_path),
+            "--port",
+            str(self.port),
+            *extra,
+        ]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
@@ -57,14 +68,10 @@ class ServerProcess:
         """End every process of the server's group (always, even when the test failed)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the group this test started, whatever is left of it
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):  # the group this test started, whatever is left of it
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
@@ -134,4 +141,6 @@ def huge_png_header(width: int = 30000, height: int = 30000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )

@@ -17,7 +17,7 @@ from PIL import Image
 
 from lenet_cli import idx, images
 from tests.conftest import run_cli
-from tests.serve_helpers import ServerProcess, huge_png_header, photo_like, png, process_group_alive
+from tests.serve_helpers import huge_png_header, photo_like, png, process_group_alive
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +54,14 @@ def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist
     digit, label = mnist_test[0][0], int(mnist_test[1][0])
     answer = post_png(client, digit, return_input="true").json()
     assert answer["class"] == label
-    assert [entry["class"] for entry in answer["top3"]][0] == label
+    assert answer["top3"][0]["class"] == label
     probabilities = [entry["probability"] for entry in answer["top3"]]
     assert probabilities == sorted(probabilities, reverse=True) and 0.5 < answer["confidence"] == probabilities[0] <= 1
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input_png"]))))
     assert seen.shape == (28, 28)
-    np.testing.assert_array_equal(seen, images.load_digit(io.BytesIO(png(digit)), "digit"))  # as `lenet predict` prepares it
+    np.testing.assert_array_equal(
+        seen, images.load_digit(io.BytesIO(png(digit)), "digit")
+    )  # as `lenet predict` prepares it
     assert "input_png" not in post_png(client, digit).json()
 
 
@@ -83,7 +85,8 @@ def test_phone_style_photos_are_answered_right(client, mnist_test):
     digits, labels = mnist_test
     photos = [photo_like(digit, seed) for seed, digit in enumerate(digits[:30])]
     predicted = [
-        client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}).json()["class"] for photo in photos
+        client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}).json()["class"]
+        for photo in photos
     ]
     accuracy = float(np.mean(np.array(predicted) == labels[:30]))
     assert accuracy >= 0.8, accuracy
@@ -93,25 +96,61 @@ def _bad_requests() -> list:
     flat = png(np.full((28, 28), 255, np.uint8))
     digit = png(np.pad(np.full((10, 4), 255, np.uint8), 9))
     return [
-        pytest.param({"content": b"this is not an image", "headers": {"Content-Type": "image/png"}}, 400, "not an image", id="not-an-image"),
+        pytest.param(
+            {"content": b"this is not an image", "headers": {"Content-Type": "image/png"}},
+            400,
+            "not an image",
+            id="not-an-image",
+        ),
         pytest.param({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty request", id="empty"),
-        pytest.param({"content": b"\0" * 1_100_000, "headers": {"Content-Type": "image/png"}}, 413, "over the limit", id="over-size-limit"),
-        pytest.param({"content": huge_png_header(), "headers": {"Content-Type": "image/png"}}, 400, "pixels", id="over-pixel-limit"),
-        pytest.param({"content": digit, "headers": {"Content-Type": "text/plain"}}, 415, "unsupported Content-Type", id="wrong-content-type"),
+        pytest.param(
+            {"content": b"\0" * 1_100_000, "headers": {"Content-Type": "image/png"}},
+            413,
+            "over the limit",
+            id="over-size-limit",
+        ),
+        pytest.param(
+            {"content": huge_png_header(), "headers": {"Content-Type": "image/png"}},
+            400,
+            "pixels",
+            id="over-pixel-limit",
+        ),
+        pytest.param(
+            {"content": digit, "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported Content-Type",
+            id="wrong-content-type",
+        ),
         pytest.param({"content": digit}, 415, "unsupported Content-Type", id="no-content-type"),
-        pytest.param({"content": b'{"image": ', "headers": {"Content-Type": "application/json"}}, 400, "malformed JSON", id="malformed-json"),
+        pytest.param(
+            {"content": b'{"image": ', "headers": {"Content-Type": "application/json"}},
+            400,
+            "malformed JSON",
+            id="malformed-json",
+        ),
         pytest.param({"json": {"picture": "abc"}}, 400, '"image"', id="json-without-image"),
         pytest.param({"json": {"image": 7}}, 400, "base64 string", id="json-image-not-a-string"),
         pytest.param({"json": {"image": "***"}}, 400, "not valid base64", id="bad-base64"),
         pytest.param({"json": {"images": []}}, 400, "non-empty list", id="json-no-images"),
-        pytest.param({"files": {"photo": ("a.png", digit, "image/png")}}, 400, "no field 'image'", id="multipart-without-image"),
-        pytest.param({"data": {"image": "text"}, "files": {"other": ("a", b"x")}}, 400, "file upload", id="multipart-text-field"),
         pytest.param(
-            {"content": b"--x\r\nContent-Disposition: form-data; name=\"image\"", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
-            400, "", id="malformed-multipart",
+            {"files": {"photo": ("a.png", digit, "image/png")}}, 400, "no field 'image'", id="multipart-without-image"
+        ),
+        pytest.param(
+            {"data": {"image": "text"}, "files": {"other": ("a", b"x")}}, 400, "file upload", id="multipart-text-field"
+        ),
+        pytest.param(
+            {
+                "content": b'--x\r\nContent-Disposition: form-data; name="image"',
+                "headers": {"Content-Type": "multipart/form-data; boundary=x"},
+            },
+            400,
+            "",
+            id="malformed-multipart",
         ),
         pytest.param({"content": flat, "headers": {"Content-Type": "image/png"}}, 400, "no digit", id="no-digit"),
-        pytest.param({"json": {"images": [base64.b64encode(digit).decode()] * 65}}, 413, "at most 64", id="too-many-images"),
+        pytest.param(
+            {"json": {"images": [base64.b64encode(digit).decode()] * 65}}, 413, "at most 64", id="too-many-images"
+        ),
     ]
 
 
@@ -173,8 +212,14 @@ def test_health_and_the_page_are_served_offline(client):
 
 def test_sigterm_stops_every_process_cleanly(spare_server):
     with httpx.Client(base_url=spare_server.url, timeout=30) as client:
-        assert client.post("/predict", content=png(np.pad(np.full((12, 3), 255, np.uint8), 8)),
-                           headers={"Content-Type": "image/png"}).status_code == 200
+        assert (
+            client.post(
+                "/predict",
+                content=png(np.pad(np.full((12, 3), 255, np.uint8), 8)),
+                headers={"Content-Type": "image/png"},
+            ).status_code
+            == 200
+        )
     assert len(process_group_alive(spare_server.process.pid)) >= 4  # main, manager, API servers, worker
     began = time.monotonic()
     spare_server.process.send_signal(signal.SIGTERM)
@@ -195,7 +240,9 @@ def test_sigterm_stops_every_process_cleanly(spare_server):
         pytest.param([], "needs --ckpt_path", id="no-checkpoint"),
         pytest.param(["--ckpt_path", "missing.ckpt"], "does not exist", id="missing-checkpoint"),
         pytest.param(["--ckpt_path", "CKPT", "--port", "80"], "--port 80", id="privileged-port"),
-        pytest.param(["--ckpt_path", "CKPT", "--host", "localhost"], "--host localhost", id="host-litserve-cannot-bind"),
+        pytest.param(
+            ["--ckpt_path", "CKPT", "--host", "localhost"], "--host localhost", id="host-litserve-cannot-bind"
+        ),
         pytest.param(["--ckpt_path", "CKPT", "--max_batch_size", "0"], "--max_batch_size 0", id="no-batch"),
     ],
 )
@@ -216,8 +263,16 @@ def test_a_port_in_use_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SystemExit):
-            run_cli(["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt"),
-                     "--port", str(port)])
+            run_cli(
+                [
+                    "serve",
+                    "--trainer.accelerator=cpu",
+                    "--ckpt_path",
+                    str(trained_run / "checkpoints" / "best.ckpt"),
+                    "--port",
+                    str(port),
+                ]
+            )
     assert f"--port {port}: cannot listen" in capsys.readouterr().err
 
 
@@ -225,7 +280,9 @@ def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path,
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "litserve" else real_find_spec(name, *rest))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "litserve" else real_find_spec(name, *rest)
+    )
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         run_cli(["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import socket
+from typing import Literal
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import nn
@@ -18,7 +19,10 @@ from lenet_cli import checkpoints
 from lenet_cli.errors import LenetError
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the addresses LitServe binds
-INSTALL = "lenet serve needs LitServe, an optional extra: pip install 'lenet-cli[serve]' (in a checkout: pip install '.[serve]')"
+INSTALL = (
+    "lenet serve needs LitServe, an optional extra: pip install 'lenet-cli[serve]' "
+    "(in a checkout: pip install '.[serve]')"
+)
 
 
 def run(
@@ -39,14 +43,18 @@ def run(
     check_options(host, port, max_batch_size, batch_timeout, max_request_bytes)
     if not ckpt_path:
         raise LenetError(
-            "lenet serve needs --ckpt_path (best, last or a checkpoint file): without one the network's weights are random"
+            "lenet serve needs --ckpt_path (best, last or a checkpoint file): "
+            "without one the network's weights are random"
         )
     checkpoint = checkpoints.load(ckpt_path)
     checkpoints.check_fits(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     check_port_free(host, port)
     # --data.input_mode: the 28→32 step of `lenet predict`, which the checkpoint was trained with
-    input_mode = datamodule.hparams.get("input_mode", "resize") if datamodule is not None else "resize"
+    mode = datamodule.hparams.get("input_mode", "resize") if datamodule is not None else "resize"
+    if mode not in ("resize", "pad"):
+        raise LenetError(f"--data.input_mode {mode}: lenet serve knows resize and pad")
+    input_mode: Literal["resize", "pad"] = "pad" if mode == "pad" else "resize"
 
     from lenet_cli.serving import server  # noqa: PLC0415 - LitServe is imported only once it is known to be there
 
@@ -94,4 +102,3 @@ def check_port_free(host: str, port: int) -> None:
                 f"--port {port}: cannot listen on {host}:{port} ({error.strerror or error}); "
                 "stop what uses it or choose another --port"
             ) from error
-

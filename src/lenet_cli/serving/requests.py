@@ -105,7 +105,9 @@ async def _multipart(scope: Scope, body: bytes) -> list[Upload]:
         raise RequestError(400, f"malformed multipart body: {error.detail}") from error
     fields = form.getlist("image")
     if not fields:
-        raise RequestError(400, f"the multipart form has no field 'image' (it has: {', '.join(form.keys()) or 'none'}): {ACCEPTED}")
+        raise RequestError(
+            400, f"the multipart form has no field 'image' (it has: {', '.join(form.keys()) or 'none'}): {ACCEPTED}"
+        )
     uploads = []
     for number, field in enumerate(fields, start=1):
         if isinstance(field, str):

@@ -7,6 +7,7 @@ and the page, and one spawned inference worker running ``DigitAPI``.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import signal
@@ -116,7 +117,9 @@ def _announce_when_ready(host: str, port: int, stopped: threading.Event) -> None
             connection.request("GET", "/health")
             if connection.getresponse().status == 200:
                 everywhere = " (listening on all interfaces)" if host in ("0.0.0.0", "::") else ""
-                print(f"lenet serve: ready{everywhere}\n  page: {page}\n  API:  POST {api}   (Ctrl-C stops)", flush=True)
+                print(
+                    f"lenet serve: ready{everywhere}\n  page: {page}\n  API:  POST {api}   (Ctrl-C stops)", flush=True
+                )
                 return
         except OSError:
             pass
@@ -139,14 +142,10 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-_registered = False
-
-
+@functools.cache
 def _children_die_with_server() -> None:
-    global _registered
-    if not _registered:  # os.register_at_fork cannot be undone: once per process
-        os.register_at_fork(after_in_child=processes.after_fork_in_child)
-        _registered = True
+    """Register, once per process (os.register_at_fork cannot be undone), what each forked child does first."""
+    os.register_at_fork(after_in_child=processes.after_fork_in_child)
 
 
 @contextmanager

@@ -32,7 +32,9 @@ class DigitAPI(ls.LitAPI):
         threads: torch intra-op threads of the worker (LeNet on a few images gains nothing from more).
     """
 
-    def __init__(self, network: nn.Module, max_batch_size: int = 1, batch_timeout: float = 0.0, threads: int = 1) -> None:
+    def __init__(
+        self, network: nn.Module, max_batch_size: int = 1, batch_timeout: float = 0.0, threads: int = 1
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
         self.network = network
         self.threads = threads
@@ -51,7 +53,7 @@ class DigitAPI(ls.LitAPI):
         return (first.in_channels, 32, 32)
 
     # LitServe reads the body by this annotation: ``dict`` makes FastAPI parse the gateway's JSON body.
-    def decode_request(self, request: dict) -> dict[str, Any]:  # type: ignore[type-arg]
+    def decode_request(self, request: dict) -> dict[str, Any]:
         shape = request["shape"]
         inputs = np.frombuffer(base64.b64decode(request["inputs"]), dtype=np.float32).reshape(shape)
         return {"inputs": torch.from_numpy(inputs.copy()), "names": request["names"], "seen": request["seen"]}
@@ -67,7 +69,11 @@ class DigitAPI(ls.LitAPI):
         for request in requests:
             count = len(request["names"])
             answers.append(
-                _answer(request, top_classes[start : start + count].tolist(), top_probabilities[start : start + count].tolist())
+                _answer(
+                    request,
+                    top_classes[start : start + count].tolist(),
+                    top_probabilities[start : start + count].tolist(),
+                )
             )
             start += count
         return answers if isinstance(x, list) else answers[0]
@@ -86,7 +92,7 @@ def _answer(request: dict[str, Any], classes: list[list[int]], probabilities: li
             "confidence": round(probabilities[index][0], 6),
             "top3": [
                 {"class": label, "probability": round(probability, 6)}
-                for label, probability in zip(classes[index], probabilities[index])
+                for label, probability in zip(classes[index], probabilities[index], strict=True)
             ],
         }
         if request["seen"] is not None:
