@@ -17,9 +17,10 @@ requests' statuses (each must be a 4xx; any 5xx is counted). Runs, in order, ``-
   not an image, an empty body, a wrong Content-Type, malformed JSON, bad base64, an image with no
   digit, and a body declared over the size limit.
 
-Then a soak (``--soak`` seconds of the same load; resident memory of the server's processes summed,
-after the warm-up and at the end) and a ``kill -9`` of the server's main process followed by a
-restart on the same port (seconds from the kill to the first answered prediction).
+Then a soak: a fresh ``lenet serve``, 15 s of warm-up load, then ``--soak`` seconds of the same load,
+the resident memory of all its processes summed every 10 s (growth: last sample minus first). And a
+``kill -9`` of the server's main process followed by a restart on the same port: seconds from the kill
+to the first answered prediction, and whether any old process was left.
 The CPU is shared and noisy: compare runs of one invocation, and read the ratios.
 """
 
@@ -516,15 +517,22 @@ def main() -> None:
         if args.soak > 0:
             with running(lenet_serve(free_port(), ckpt_path)) as server:
                 assert server.process is not None
-                run_load(server.port, args.clients, 5.0, 0.0, good)  # warm up every path first
-                before = resident_mb(server.process.pid)
-                load = run_load(server.port, args.clients, args.soak, 0.0, good)
-                after = resident_mb(server.process.pid)
+                # Warm-up: each API server touches the code pages it inherited (torch's, Pillow's) on its
+                # first requests, +~60 MB of RSS apiece; the connections of a run land on either of them.
+                for _ in range(3):
+                    run_load(server.port, args.clients, 5.0, 0.0, good)
+                samples = [resident_mb(server.process.pid)]
+                loads = []
+                for _ in range(max(1, round(args.soak / 10))):  # a sample every 10 s shows growth or a plateau
+                    loads.append(
+                        run_load(server.port, args.clients, args.soak / max(1, round(args.soak / 10)), 0.0, good)
+                    )
+                    samples.append(resident_mb(server.process.pid))
+            load = Load([result for each in loads for result in each.results], sum(each.seconds for each in loads))
             soak = {
                 "seconds": args.soak,
-                "rss_before_mb": round(before, 1),
-                "rss_after_mb": round(after, 1),
-                "rss_growth_mb": round(after - before, 1),
+                "rss_mb_every_10_s": [round(sample, 1) for sample in samples],
+                "rss_growth_mb": round(samples[-1] - samples[0], 1),
                 **load.summary(),
             }
             print(f"\nsoak: {json.dumps(soak)}")
