@@ -46,3 +46,29 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def serve_processes(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two ``lenet serve`` processes of the trained checkpoint, started together (their start-ups overlap):
+    ``digit_server`` for the tests that talk to it, ``spare_server`` for the one that stops it."""
+    from tests.serve_helpers import ServerProcess
+
+    workdir = tmp_path_factory.mktemp("serve")
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    # 1 MB request limit: the over-the-limit test then sends 1 MB, not 10.
+    servers = [ServerProcess(checkpoint, workdir, "--max_request_bytes", "1000000"), ServerProcess(checkpoint, workdir)]
+    try:
+        yield [server.wait_ready() for server in servers]
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def digit_server(serve_processes):
+    return serve_processes[0]
+
+
+@pytest.fixture(scope="session")
+def spare_server(serve_processes):
+    return serve_processes[1]

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -89,10 +90,17 @@ def collect(path: str) -> tuple[list[Path], bool]:
     raise LenetError(f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')")
 
 
-def read_grayscale(path: Path) -> np.ndarray:
-    """The first frame of an image file as float32 (H, W) intensities, transparency flattened."""
+def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
+    """One image file or binary file object → uint8 (28, 28) digit, light on dark; ``BadImage`` names ``name``."""
+    return to_mnist(read_grayscale(source, name), name=name)
+
+
+def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """The first frame of an image file (or binary file object) as float32 (H, W) intensities, transparency
+    flattened; errors name ``name`` (default: the path)."""
+    path = str(source) if name is None else name
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and image.width * image.height > limit:
                 raise BadImage(_too_large(path, image.width, image.height, limit))
@@ -179,7 +187,7 @@ def _digit_or_error(path: Path) -> np.ndarray | BadImage:
         return error
 
 
-def _too_large(path: Path, width: int, height: int, limit: int) -> str:
+def _too_large(path: str | Path, width: int, height: int, limit: int) -> str:
     return (
         f"{path}: {width}×{height} pixels is more than the {limit} that are decoded safely "
         "(a possible decompression bomb); crop or resize it"
