@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
@@ -30,6 +31,7 @@ from lenet_cli.writers import COLUMNS
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 # Quiet, CPU-only, small: what every in-process CLI test adds to its arguments.
+NO_PROC = pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
 CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
 # configs/quick.yaml (one short epoch, runs/quick/) on the CPU.
 QUICK = ["--config", str(CONFIGS / "quick.yaml"), *CPU]

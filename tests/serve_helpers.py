@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 START_TIMEOUT = 120.0  # seconds: imports of Lightning and torch on a busy 2-core machine
 
 

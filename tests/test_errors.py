@@ -24,12 +24,11 @@ from lenet_cli import idx
 from lenet_cli.cli import main
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
 from lenet_cli.model import LeNet
-from tests.helpers import CPU, error_line, png_bomb, truncated_png, write_idx
+from tests.helpers import CPU, NO_PROC, error_line, png_bomb, truncated_png, write_idx
 
 Setup = Callable[[Path], list[str]]
 
 NOT_ROOT = pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not bind root")
-NO_PROC = pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
 HAS_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 
 

@@ -19,10 +19,9 @@ from PIL import Image
 
 import lenet_cli
 from lenet_cli import data, idx
-from lenet_cli.model import LeNet
 from lenet_cli.cli import main as run_cli
-from tests.helpers import CPU, ROOT
-from tests.test_reliability import NO_PROC, child_env, error_line
+from lenet_cli.model import LeNet
+from tests.helpers import CPU, NO_PROC, ROOT, child_env, error_line
 
 TOLERANCE = 1e-4  # max |Δ logit| against lenet's PyTorch model
 

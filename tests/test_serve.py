@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from lenet_cli import idx, images
-from tests.conftest import run_cli
+from lenet_cli.cli import main as run_cli
 from tests.serve_helpers import huge_png_header, photo_like, png, process_group_alive
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_helpers import ROOT
+from tests.helpers import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
