@@ -8,15 +8,16 @@
 (c) lenet     ``lenet fit`` itself, in-process through ``lenet_cli.cli.main``, with progress bar,
               logger, checkpoints and model summary off (``--lenet-full``: on, as users run it).
 NAME          each ``--variant NAME=ARGS``: ``lenet fit ARGS`` with its checkpoints and logger, progress
-              bar and model summary off; test accuracy of its best checkpoint.
+              bar and model summary off.
 
 Each run reports fit seconds, training images per fit second and test accuracy on the 10 000 test
-images. Fit seconds cover training and the per-epoch validation on the 5 000 held-out images, nothing
-else: for (a), (c) and the variants the wall time of ``trainer.fit``, for (b) the epoch loop; the
-one-time reading and decoding of the data is timed apart ("data s") and subtracted from
-``trainer.fit``. On CUDA the clock is read after a synchronize. Ratios are of mean fit seconds
-((a)/(c): how many times faster lenet is than the tutorial; (c)/(b): lenet's framework overhead).
-"others" is the largest CPU share other processes took during a fit: compare runs near 0 % only.
+images (of the best checkpoint where the fit saved one, else of the final weights). Fit seconds cover
+training and the per-epoch validation on the 5 000 held-out images, nothing else: for (a), (c) and the
+variants the wall time of ``trainer.fit``, for (b) the epoch loop; the one-time reading and decoding
+of the data is timed apart ("data s") and subtracted from ``trainer.fit``. On CUDA the clock is read
+after a synchronize. Ratios are of mean fit seconds ((a)/(c): how many times faster lenet is than the
+tutorial; (c)/(b): lenet's framework overhead). "others" is the largest CPU share other processes took
+during a fit: compare runs near 0 % only.
 
     python benchmarks/speed.py --device cpu --batch-size 32 --epochs 1 --seeds 3
     python benchmarks/speed.py --device cuda --which b,c --batch-size 1024 --epochs 8 --lr 0.01 --graph c
@@ -289,10 +290,11 @@ def lenet_args(options: argparse.Namespace, seed: int, device: torch.device) -> 
             f"--trainer.max_epochs={options.epochs}",
             f"--model.lr={options.lr}",
         ]
+    args += common_args(options, seed, device)
     if "c" in options.graph:
         args.append("--model.cuda_graph=true")
     args += absolute_configs(options.lenet_args.split())
-    return args + common_args(options, seed, device) + ([] if options.lenet_full else QUIET_LENET_ARGS)
+    return args + ([] if options.lenet_full else QUIET_LENET_ARGS)
 
 
 def common_args(options: argparse.Namespace, seed: int, device: torch.device) -> list[str]:
