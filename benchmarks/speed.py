@@ -273,10 +273,11 @@ def absolute_configs(args: list[str]) -> list[str]:
     resolved = []
     for previous, arg in zip(["", *args], args, strict=False):
         if previous == "--config":
-            arg = str(Path(arg).resolve())
+            resolved.append(str(Path(arg).resolve()))
         elif arg.startswith("--config="):
-            arg = "--config=" + str(Path(arg.split("=", 1)[1]).resolve())
-        resolved.append(arg)
+            resolved.append("--config=" + str(Path(arg.split("=", 1)[1]).resolve()))
+        else:
+            resolved.append(arg)
     return resolved
 
 

@@ -56,7 +56,7 @@ def cpu_counters() -> tuple[float, int, int] | None:
         mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[11:15]  # utime .. cstime
     except (OSError, ValueError):
         return None
-    user, nice, system, idle, iowait, irq, softirq, steal = machine
+    user, nice, system, _idle, _iowait, irq, softirq, steal = machine
     return time.perf_counter(), user + nice + system + irq + softirq + steal, sum(int(value) for value in mine)
 
 
