@@ -75,7 +75,9 @@ def timed_fit(devices: int, batch_size: int, options: argparse.Namespace, workdi
         f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", *extra,
         "--trainer.callbacks+=benchmarks.timing.FitTimer", f"--trainer.callbacks.output={output}",
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, env=with_root_on_path(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        command, cwd=ROOT, env=with_root_on_path(), capture_output=True, text=True, timeout=900, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(f"lenet fit failed ({devices} devices, batch {batch_size}):\n{result.stderr[-3000:]}")
     numbers = json.loads(output.read_text())
