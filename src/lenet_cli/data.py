@@ -158,15 +158,22 @@ class MNISTDataModule(LightningDataModule):
         if stage == "predict" and self.hparams.predict_path is not None:
             if "predict" not in self.raw:
                 self._load_user_images()
+        elif stage in ("test", "predict"):
+            if "test" not in self.raw:
+                self._load_mnist(("test",))  # a sixth of the files to read: test and predict need no more
         elif "train" not in self.raw:
-            self._load_mnist()
+            self._load_mnist(("train",))
         # One shuffle seed for all ranks (drawn from the global RNG, so --seed_everything fixes it):
         # DDP ranks must cut their shards from the same permutation.
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
 
-    def _load_mnist(self) -> None:
-        arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
+    def _load_mnist(self, splits: tuple[str, ...] = ("train", "test")) -> None:
+        arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download, splits=splits)
+        if "test" in splits:
+            self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
+        if "train" not in splits:
+            return
         train_images, train_labels = arrays["train_images"], arrays["train_labels"].long()
         if not 0 < self.hparams.val_size < len(train_images):
             raise LenetError(f"val_size must be between 1 and {len(train_images) - 1}, got {self.hparams.val_size}")
@@ -175,7 +182,6 @@ class MNISTDataModule(LightningDataModule):
         train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
         self.raw["train"] = (train_images[train_index], train_labels[train_index])
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
-        self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
 
     def _load_user_images(self) -> None:
         from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images

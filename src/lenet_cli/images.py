@@ -111,7 +111,7 @@ def read_grayscale(path: Path) -> np.ndarray:
         raise BadImage(f"{path}: does not exist") from error
     except IsADirectoryError as error:
         raise BadImage(f"{path}: is a folder, not an image file") from error
-    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise a grab-bag of types on broken data
+    except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BadImage(f"{path}: corrupt or truncated image ({detail})") from error
 
