@@ -241,7 +241,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def imports(args: argparse.Namespace) -> None:
-    """Per command, the modules lenet imports beyond the floor with their cumulative import time."""
+    """Per command, the modules imported beyond the floor, with the import time they add (their own, summed)."""
     env = environment()
     floor = importtime([sys.executable, "-X", "importtime", "-c", "import torch, lightning.pytorch"], env, args.timeout)
     lenet = [sys.executable, "-X", "importtime", "-m", "lenet_cli"]
@@ -251,23 +251,24 @@ def imports(args: argparse.Namespace) -> None:
         "predict --help": ["predict", "--help"],
     }.items():
         extra = importtime([*lenet, *words], env, args.timeout)
-        new = {module: micros for module, micros in extra.items() if module not in floor}
-        top = sorted(new.items(), key=lambda item: -item[1])
-        heavy = [
-            f"{module} {micros / 1000:.0f} ms"
-            for module, micros in top
-            if ("." not in module or module == "lenet_cli.cli") and micros > 5000
-        ]
-        print(f"{name}: {len(new)} modules beyond the floor; the largest (cumulative): {', '.join(heavy) or 'none'}")
+        new = {module: own for module, own in extra.items() if module not in floor}
+        packages: dict[str, int] = {}
+        for module, own in new.items():
+            packages[module.split(".")[0]] = packages.get(module.split(".")[0], 0) + own
+        listed = ", ".join(
+            f"{package} {own / 1000:.0f} ms" for package, own in sorted(packages.items(), key=lambda p: -p[1])
+        )
+        print(f"{name}: {len(new)} modules beyond the floor, {sum(new.values()) / 1000:.0f} ms: {listed}")
 
 
 def importtime(command: list[str], env: dict[str, str], timeout: float) -> dict[str, int]:
+    """Module → its own import time in microseconds (``-X importtime``'s "self" column)."""
     result = subprocess.run(command, check=True, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     modules = {}
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            _, cumulative, name = line.split("|")
-            modules[name.strip()] = int(cumulative)
+            own, _, name = line.removeprefix("import time:").split("|")
+            modules[name.strip()] = int(own)
     return modules
 
 

@@ -196,14 +196,19 @@ class MNISTDataModule(LightningDataModule):
 
     def digits(self, split: str) -> Tensor:
         """uint8 (N, 28, 28) images of ``split`` as read (user images after preprocessing), on the CPU."""
-        return self.raw[self._source(split)][0]
+        return self._raw(self._source(split))[0]
+
+    def _raw(self, split: str) -> tuple[Tensor, Tensor]:
+        if split == "test" and "test" not in self.raw:
+            self._load_mnist(("test",))  # setup("fit") reads only the training files
+        return self.raw[split]
 
     def model_inputs(self, split: str) -> tuple[Tensor, Tensor]:
         """Normalised 32×32 images and labels of ``split`` on the training device, made once."""
         split = self._source(split)
         device = self.device
         if split not in self.splits or self.splits[split][0].device != device:
-            images, labels = self.raw[split]
+            images, labels = self._raw(split)
             self.splits[split] = (to_model_input(images, self.hparams.input_mode, device), labels.to(device))
         return self.splits[split]
 
