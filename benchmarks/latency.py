@@ -2,6 +2,7 @@
 
     python benchmarks/latency.py [--rounds 5] [--steps help,predict_one,...] [--accelerator cpu] [--json out.json]
     python benchmarks/latency.py --imports     # what each command imports beyond the floor (-X importtime)
+    python benchmarks/latency.py --figures     # seconds each figure takes to draw, in one process
 
 The floor is ``python -c "import torch, lightning.pytorch"``: what any Lightning program pays before it
 does anything. Every round runs the floor and then each step once, each in a new process, from a
@@ -40,11 +41,13 @@ CLOCK_VARIABLE = "LENET_LATENCY_CLOCK"
 CLOCK_CALLBACK = "benchmarks.latency_clock.Clock"
 STEPS = ("help", "fit_help", "predict_one", "predict_folder", "test", "fit_first_step")
 FOLDER_SIZE = 2000
+BASELINE = " (baseline)"
 
 
-def environment() -> dict[str, str]:
+def environment(root: Path = ROOT) -> dict[str, str]:
+    """This process's environment with ``root``'s lenet_cli (and benchmarks) first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -97,7 +100,7 @@ def prepare(workdir: Path, accelerator: str, env: dict[str, str], timeout: float
     checkpoint = workdir / "prepared" / "mnist" / "version_0" / "checkpoints" / "best.ckpt"
     script = (
         "import sys; from pathlib import Path; from PIL import Image; from lenet_cli import idx\n"
-        "images = idx.load(None, splits=('test',))['test_images']\n"
+        "images = idx.load(None)['test_images']\n"
         "folder = Path(sys.argv[1]); folder.mkdir()\n"
         f"for i in range({FOLDER_SIZE}): Image.fromarray(images[i].numpy()).save(folder / f'{{i}}.png')\n"
         "Image.fromarray(images[0].numpy()).save('one.png')\n"
@@ -140,6 +143,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
         "rounds": args.rounds,
+        "baseline": str(args.baseline) if args.baseline else None,
         "steps": {},
     }
     try:
@@ -159,26 +163,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results["torch"], results["lightning"], results["gpu"] = (part.strip() for part in versions)
         checkpoint = prepare(workdir, args.accelerator, env, args.timeout)
         commands = step_commands(checkpoint, args.accelerator)
-        samples: dict[str, list[dict[str, float]]] = {step: [] for step in ("floor", *steps)}
+        # With --baseline, every step also runs with that tree's lenet_cli right after this one's.
+        trees = {"": env} | ({BASELINE: environment(args.baseline)} if args.baseline else {})
+        order = ["floor", *(step + tree for step in steps for tree in trees)]
+        samples: dict[str, list[dict[str, float]]] = {step: [] for step in order}
         deadline = time.monotonic() + args.budget if args.budget else None
         for round_number in range(args.rounds):
-            for step in ("floor", *steps):
+            for step in order:
                 if deadline is not None and time.monotonic() > deadline:
                     break
-                clock = workdir / f"clock-{step}-{round_number}.json"
-                step_env = env | {
+                tree = BASELINE if step.endswith(BASELINE) else ""
+                clock = workdir / f"clock-{step}-{round_number}.json".replace(" ", "_")
+                step_env = trees[tree] | {
                     CLOCK_VARIABLE: str(clock),
-                    "LENET_LATENCY_STOP": "1" if step == "fit_first_step" else "0",
+                    "LENET_LATENCY_STOP": "1" if step.startswith("fit_first_step") else "0",
                 }
                 started = time.time()
-                wall, cpu, _ = timed(commands[step], workdir, args.timeout, step_env)
+                wall, cpu, stderr = timed(commands[step.removesuffix(BASELINE)], workdir, args.timeout, step_env)
+                if args.keep_stderr is not None and round_number == 0:
+                    args.keep_stderr.mkdir(parents=True, exist_ok=True)
+                    (args.keep_stderr / f"{step.replace(' ', '_')}.stderr.txt").write_text(stderr)
                 sample = {"wall": wall, "cpu": cpu}
                 if clock.is_file():
                     marks = json.loads(clock.read_text())
                     sample |= {f"at_{name}": stamp - started for name, stamp in marks.items()}
                     if "train_start" in marks and "train_end" in marks:
                         sample["training_loop"] = marks["train_end"] - marks["train_start"]
-                    if step == "fit_first_step" and "first_step" in marks:
+                    if step.startswith("fit_first_step") and "first_step" in marks:
                         sample["wall"] = marks["first_step"] - started  # up to the first step, as the issue asks
                 samples[step].append(sample)
                 print(f"round {round_number + 1} {step}: {sample['wall']:.2f} s", file=sys.stderr)
@@ -245,11 +256,10 @@ def imports(args: argparse.Namespace) -> None:
     env = environment()
     floor = importtime([sys.executable, "-X", "importtime", "-c", "import torch, lightning.pytorch"], env, args.timeout)
     lenet = [sys.executable, "-X", "importtime", "-m", "lenet_cli"]
-    for name, words in {
-        "help": ["--help"],
-        "fit --help": ["fit", "--help"],
-        "predict --help": ["predict", "--help"],
-    }.items():
+    commands = {"help": ["--help"], "fit --help": ["fit", "--help"], "predict --help": ["predict", "--help"]}
+    for name, words in commands.items():
+        if args.import_commands and name not in args.import_commands.split(","):
+            continue
         extra = importtime([*lenet, *words], env, args.timeout)
         new = {module: own for module, own in extra.items() if module not in floor}
         packages: dict[str, int] = {}
@@ -259,6 +269,42 @@ def imports(args: argparse.Namespace) -> None:
             f"{package} {own / 1000:.0f} ms" for package, own in sorted(packages.items(), key=lambda p: -p[1])
         )
         print(f"{name}: {len(new)} modules beyond the floor, {sum(new.values()) / 1000:.0f} ms: {listed}")
+
+
+def figures(args: argparse.Namespace) -> None:
+    """Seconds each figure takes to draw and write, in this process (median of ``--rounds``)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from lenet_cli import idx, mosaic, plots
+    from lenet_cli.data import to_model_input
+
+    digits = idx.load(None)["test_images"][:100]
+    inputs = to_model_input(digits).squeeze(1)
+    captions = [f"{index}.png\n{index % 10}  97%" for index in range(100)]
+    confusion = np.diag([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]) + np.eye(10, k=1, dtype=int) * 3
+    history = {name: {epoch: 1 / (epoch + 2) for epoch in range(10)} for name in ("train/loss", "val/loss")}
+    with tempfile.TemporaryDirectory() as folder:
+        drawings = {
+            "predictions.png (100 model inputs, captions, marks)": lambda: mosaic.save_image_grid(
+                inputs, captions, Path(folder) / "p.png", marked=[i % 7 == 0 for i in range(100)], title="predictions"
+            ),
+            "misclassified.png (100 digits)": lambda: mosaic.save_image_grid(
+                digits, [f"#{i}: 4 → 9" for i in range(100)], Path(folder) / "m.png", title="misclassified"
+            ),
+            "confusion_matrix.png": lambda: plots.save_confusion_matrix(
+                confusion, [str(c) for c in range(10)], Path(folder) / "c.png", title="accuracy"
+            ),
+            "curves.png": lambda: plots.save_training_curves(history, Path(folder) / "t.png", title="runs/x"),
+        }
+        for name, draw in drawings.items():
+            draw()  # the first call also loads fonts and matplotlib
+            seconds = []
+            for _ in range(args.rounds):
+                start = time.perf_counter()
+                draw()
+                seconds.append(time.perf_counter() - start)
+            print(f"{name}: {statistics.median(seconds):.3f} s (min {min(seconds):.3f}, {args.rounds} draws)")
 
 
 def importtime(command: list[str], env: dict[str, str], timeout: float) -> dict[str, int]:
@@ -288,10 +334,21 @@ def main() -> None:
         "--budget", type=float, default=0, help="stop starting new steps after this many seconds (0: none)"
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (its src/ and benchmarks/): run each step with it too, for a before/after",
+    )
     parser.add_argument("--imports", action="store_true", help="list what the commands import beyond the floor instead")
+    parser.add_argument("--figures", action="store_true", help="time each figure's drawing in this process instead")
+    parser.add_argument("--import-commands", help="with --imports: some of 'help,fit --help,predict --help'")
+    parser.add_argument("--keep-stderr", type=Path, help="write each step's stderr of the first round into this folder")
     args = parser.parse_args()
     if args.imports:
         imports(args)
+        return
+    if args.figures:
+        figures(args)
         return
     results = measure(args)
     print(table(results))
