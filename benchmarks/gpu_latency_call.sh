@@ -25,20 +25,29 @@ step() {  # step LIMIT NAME COMMAND...: run it with a time limit; say how long i
 step 90 cold_import python3 -c "import time; t = time.perf_counter(); import torch, lightning.pytorch; print(f'cold import: {time.perf_counter() - t:.2f} s')"
 step 60 floor_importtime sh -c 'python3 -X importtime -c "import torch, lightning.pytorch" 2> /tmp/floor_importtime.txt'
 python3 - > "$OUT/floor_packages.txt" <<'EOF'
-# What the floor imports, by top-level package: own import time summed, and the cumulative time of
-# the packages the issue names (each includes what it imports).
-own, cumulative = {}, {}
+# What the floor imports, by top-level package: the import time of its own modules, and which module
+# of another package imported it first (-X importtime lists a module's imports above it, indented).
+rows = []
 for line in open("/tmp/floor_importtime.txt"):
-    if not line.startswith("import time:") or "cumulative" in line:
+    if line.startswith("import time:") and "cumulative" not in line:
+        own, _, name = line.removeprefix("import time:").split("|")
+        rows.append((len(name) - len(name.lstrip()), name.strip(), int(own)))
+own, importer = {}, {}
+for index, (depth, name, micros) in enumerate(rows):
+    package = name.split(".")[0]
+    own[package] = own.get(package, 0) + micros
+    if package in importer:
         continue
-    mine, total, name = line.removeprefix("import time:").split("|")
-    package = name.strip().split(".")[0]
-    own[package] = own.get(package, 0) + int(mine)
-    if name.strip() == package:
-        cumulative[package] = max(cumulative.get(package, 0), int(total))
+    chain, level = [], depth  # the modules this one was imported from, nearest first
+    for j in range(index + 1, len(rows)):
+        if rows[j][0] < level:
+            chain.append(rows[j][1])
+            level = rows[j][0]
+    outside = [module for module in chain if module.split(".")[0] != package]
+    importer[package] = " < ".join(outside[:3]) or "(the command)"
 print(f"floor: {sum(own.values()) / 1e6:.2f} s of imports in all")
 for package, micros in sorted(own.items(), key=lambda item: -item[1])[:25]:
-    print(f"  {package:24s} own {micros / 1e6:6.2f} s   cumulative {cumulative.get(package, 0) / 1e6:6.2f} s")
+    print(f"  {package:22s} {micros / 1e6:6.2f} s  first imported from {importer.get(package)}")
 EOF
 cat "$OUT/floor_packages.txt"
 
