@@ -5,11 +5,17 @@
     python benchmarks/latency.py --figures     # seconds each figure takes to draw, in one process
 
 The floor is ``python -c "import torch, lightning.pytorch"``: what any Lightning program pays before it
-does anything. Every round runs the floor and then each step once, each in a new process, from a
-working folder prepared once (a short training's checkpoint, 2 000 small PNGs). The table gives, per
-step, the median wall time, the median of (step - floor of the same round) with its min..max (the
-noise), and the median CPU time (user + system) of the process, which other programs on the machine
-disturb less than wall time.
+does anything, and at its exit (Python's final garbage collection over all those objects, ~2 s on a
+2-core CPU). lenet's own process skips that collection (``lenet_cli.cli.exit_quickly``), so each step
+is also compared with the "quick-exit floor", the same import followed by ``gc.freeze()``: the
+difference to that one is lenet's own work.
+
+Every round runs both floors and then each step once, each in a new process, from a working folder
+prepared once (a short training's checkpoint, 2 000 small PNGs). The table gives, per step, the
+median wall time, the median of (step - floor of the same round) with its min..max (the noise), and
+the median CPU time (user + system) of the process, which other programs on the machine disturb less
+than wall time. ``--baseline OTHER_CHECKOUT`` runs every step with that checkout's lenet_cli as well,
+right after this one's: a before/after in the same rounds.
 
 Steps: help (``lenet --help``), fit_help, predict_one (one PNG), predict_folder (2 000 PNGs and the
 predictions.png grid), test (``--config configs/mnist.yaml`` with its report figures), fit_first_step
@@ -115,6 +121,8 @@ def step_commands(checkpoint: Path, accelerator: str) -> dict[str, list[str]]:
     weights = ["--config", CONFIG, "--ckpt_path", str(checkpoint), *device]
     return {
         "floor": [sys.executable, "-c", "import torch, lightning.pytorch"],
+        # The floor with the quick exit that lenet's own process takes (lenet_cli.cli.exit_quickly).
+        "floor_quick_exit": [sys.executable, "-c", "import torch, lightning.pytorch, gc; gc.freeze()"],
         "help": [*lenet, "--help"],
         "fit_help": [*lenet, "fit", "--help"],
         "predict_one": [*lenet, "predict", *weights, "--data.predict_path=one.png"],
@@ -165,7 +173,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         commands = step_commands(checkpoint, args.accelerator)
         # With --baseline, every step also runs with that tree's lenet_cli right after this one's.
         trees = {"": env} | ({BASELINE: environment(args.baseline)} if args.baseline else {})
-        order = ["floor", *(step + tree for step in steps for tree in trees)]
+        order = ["floor", "floor_quick_exit", *(step + tree for step in steps for tree in trees)]
         samples: dict[str, list[dict[str, float]]] = {step: [] for step in order}
         deadline = time.monotonic() + args.budget if args.budget else None
         for round_number in range(args.rounds):
@@ -201,6 +209,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def summarise(samples: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     floors = [sample["wall"] for sample in samples["floor"]]
+    quick_floors = [sample["wall"] for sample in samples.get("floor_quick_exit", [])]
     summary: dict[str, Any] = {}
     for step, runs in samples.items():
         if not runs:
@@ -214,6 +223,13 @@ def summarise(samples: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
             "over_floor_min": min(over),
             "over_floor_max": max(over),
         }
+        over_quick = [run["wall"] - floor for run, floor in zip(runs, quick_floors, strict=False)]
+        if over_quick:
+            entry |= {
+                "over_quick_exit_floor_median": statistics.median(over_quick),
+                "over_quick_exit_floor_min": min(over_quick),
+                "over_quick_exit_floor_max": max(over_quick),
+            }
         for key in sorted({key for run in runs for key in run if key.startswith(("at_", "training_loop"))}):
             entry[f"{key}_median"] = statistics.median(run[key] for run in runs if key in run)
         if "training_loop_median" in entry:
@@ -231,16 +247,19 @@ def table(results: dict[str, Any]) -> str:
         f"Lightning {results.get('lightning')}, Python {results['python']}; {results['rounds']} rounds; "
         f"load average at start {', '.join(f'{x:.1f}' for x in results['load_average_at_start'])}",
         "",
-        "| step | wall s (median) | over the floor s: median (min..max) | CPU s (median) |",
-        "| --- | ---: | ---: | ---: |",
+        "| step | wall s (median) | over the floor s: median (min..max) | over the quick-exit floor s | CPU s |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
+
+    def over(entry: dict[str, float], key: str) -> str:
+        if f"{key}_median" not in entry:
+            return "-"
+        return f"{entry[f'{key}_median']:+.2f} ({entry[f'{key}_min']:+.2f}..{entry[f'{key}_max']:+.2f})"
+
     for step, entry in results["steps"].items():
-        over = (
-            "-"
-            if step == "floor"
-            else f"{entry['over_floor_median']:+.2f} ({entry['over_floor_min']:+.2f}..{entry['over_floor_max']:+.2f})"
-        )
-        lines.append(f"| {step} | {entry['wall_median']:.2f} | {over} | {entry['cpu_median']:.2f} |")
+        versus = "-" if step == "floor" else over(entry, "over_floor")
+        versus_quick = "-" if step.startswith("floor") else over(entry, "over_quick_exit_floor")
+        lines.append(f"| {step} | {entry['wall_median']:.2f} | {versus} | {versus_quick} | {entry['cpu_median']:.2f} |")
     for step, entry in results["steps"].items():
         marks = {key: value for key, value in entry.items() if key.startswith(("at_", "training_loop", "wall_minus"))}
         if marks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import shlex
@@ -280,3 +281,17 @@ def main(args: ArgsType = None) -> None:
         subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
         print(f"error: {describe(error, subcommand)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if args is None:  # the command line's process, about to exit (not a call from Python)
+            exit_quickly()
+
+
+def exit_quickly() -> None:
+    """Spare the process the garbage collection that Python's exit runs over every object still alive.
+
+    For what torch and Lightning import that collection takes ~2 s on a 2-core CPU (a bare
+    ``import torch, lightning.pytorch`` pays it too); all of those objects live until the exit anyway.
+    ``gc.freeze`` moves them out of the collector's sight (public since Python 3.7): the exit then takes
+    ~0.3 s. atexit handlers still run, and everything not in a reference cycle is freed as before.
+    """
+    gc.freeze()
