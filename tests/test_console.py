@@ -3,6 +3,7 @@ and that a command reads its checkpoint file once."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from lenet_cli import console
+from lenet_cli.cli import main
 from lenet_cli.errors import DEBUG_VARIABLE
 from tests.conftest import CONFIGS, CPU, ROOT, run_cli
 
@@ -176,6 +178,24 @@ def test_skipped_files_are_named_again_after_the_results(
     assert "warning: skipped 1 of 3 files" in err  # while reading, before the predictions
     tail = err[err.index("Predictions of 2 inputs") :]
     assert f"warning: skipped 1 unreadable files (reasons above): {folder / 'b.png'}" in tail
+
+
+def test_only_the_command_lines_process_skips_the_final_garbage_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    frozen = gc.get_freeze_count()
+    with pytest.raises(SystemExit):
+        main(["runs"])  # from Python (tests, scripts): objects must stay collectable
+    assert gc.get_freeze_count() == frozen
+    monkeypatch.setattr(sys, "argv", ["lenet", "runs"])
+    try:
+        with pytest.raises(SystemExit):
+            main()  # the command line: the process exits next
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+    assert "error: no runs in runs" in capsys.readouterr().err
 
 
 @pytest.mark.slow
