@@ -60,9 +60,13 @@ def load_digits(path: str | Path, num_workers: int = 0) -> tuple[torch.Tensor, l
     digits = [result for result in results if not isinstance(result, BadImage)]
     sources = [str(file) for file, result in zip(files, results) if not isinstance(result, BadImage)]
     if not digits:
-        raise LenetError(f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}")
+        raise LenetError(
+            f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
+        )
     if failures:
-        _warn(f"warning: skipped {len(failures)} of {len(files)} files of {path} that are not readable digit images:\n  {_listing(failures, chr(10) + '  ')}")
+        _warn(
+            f"warning: skipped {len(failures)} of {len(files)} files of {path} that are not readable digit images:\n  {_listing(failures, chr(10) + '  ')}"
+        )
     return torch.from_numpy(np.stack(digits)), sources
 
 
@@ -87,7 +91,9 @@ def collect(path: str) -> tuple[list[Path], bool]:
         return sorted(files, key=_natural_key), False
     if candidate.exists():
         raise LenetError(f"{candidate} is neither a file nor a folder")
-    raise LenetError(f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')")
+    raise LenetError(
+        f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')"
+    )
 
 
 def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
@@ -110,7 +116,9 @@ def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarr
     except BadImage:
         raise
     except Image.DecompressionBombError as error:
-        raise BadImage(f"{path}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels") from error
+        raise BadImage(
+            f"{path}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
+        ) from error
     except Image.UnidentifiedImageError as error:
         raise BadImage(f"{path}: not an image file that can be read ({FORMATS}, …)") from error
     except PermissionError as error:
@@ -119,7 +127,7 @@ def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarr
         raise BadImage(f"{path}: does not exist") from error
     except IsADirectoryError as error:
         raise BadImage(f"{path}: is a folder, not an image file") from error
-    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise a grab-bag of types on broken data
+    except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BadImage(f"{path}: corrupt or truncated image ({detail})") from error
 
