@@ -20,8 +20,9 @@ from PIL import Image
 
 from lenet_cli import console
 from lenet_cli.cli import main
+from lenet_cli.cli import main as run_cli
 from lenet_cli.errors import DEBUG_VARIABLE
-from tests.conftest import CONFIGS, CPU, ROOT, run_cli
+from tests.helpers import CONFIGS, CPU, ROOT
 
 # What Lightning's warnings and tips look like on a console: Python's "file.py:LINE:" prefix, or words.
 NOISE = re.compile(

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from lenet_cli.cli import LenetCLI
+from lenet_cli.cli import main as run_cli
 from lenet_cli.lightning_internals import subcommand_parsers
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT
 
 
 def help_text(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

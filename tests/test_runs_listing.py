@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lenet_cli import cli, run_index
+from lenet_cli.cli import main as run_cli
 from lenet_cli.errors import LenetError
-from tests.conftest import CONFIGS, CPU, run_cli
+from tests.helpers import CONFIGS, CPU
 
 QUICK = ["--config", str(CONFIGS / "quick.yaml"), *CPU]
 REPORT = "--trainer.callbacks+=lenet_cli.report.EvaluationReport"  # configs/mnist.yaml has it; quick.yaml not
