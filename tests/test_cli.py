@@ -21,8 +21,8 @@ def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    # Lightning's four, and LenetTrainer's export and serve.
-    assert "{fit,validate,test,predict,export,serve}" in capsys.readouterr().out
+    # Lightning's four, LenetTrainer's export and serve, and lenet's own listing of runs.
+    assert "{fit,validate,test,predict,export,serve,runs}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
