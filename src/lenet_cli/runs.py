@@ -31,7 +31,7 @@ from lenet_cli import atomic
 from lenet_cli.errors import LenetError
 
 # Config keys that name folders a run writes into (logger, checkpoints, images, reports).
-OUTPUT_KEYS = ("save_dir", "dirpath", "default_root_dir", "output_dir")
+OUTPUT_KEYS = ("save_dir", "dirpath", "default_root_dir", "output_dir", "explain_dir")
 
 # The signal that ended the last fit through StopOnSignal: main() exits with 128 + its number.
 stopped_by: signal.Signals | None = None
