@@ -61,27 +61,37 @@ class Photo:
     label: int
 
 
+def plan(folder: Path, test_labels: np.ndarray, per_condition: int = 100, seed: int = 0) -> list[Photo]:
+    """The photos :func:`generate` makes with these arguments, without making them.
+
+    Each condition shows other MNIST test digits (``exif`` those of ``plain``, which it stores turned),
+    so that the whole set reflects as many digits as it has photos.
+    """
+    drawn = [condition for condition in CONDITIONS if condition != "exif"]
+    order = np.random.default_rng(seed).permutation(len(test_labels))[: per_condition * len(drawn)].tolist()
+    photos = []
+    for condition in CONDITIONS:
+        block = drawn.index(condition if condition != "exif" else "plain")
+        for number in range(per_condition):
+            index = order[block * per_condition + number]
+            photos.append(Photo(folder / f"{condition}-{number:03d}.jpg", condition, index, int(test_labels[index])))
+    return photos
+
+
 def generate(
     folder: Path, test_images: np.ndarray, test_labels: np.ndarray, per_condition: int = 100, seed: int = 0
 ) -> list[Photo]:
-    """``per_condition`` photos of each condition in ``folder`` (``<condition>-NNN.jpg``); the same for a seed.
-
-    Photo ``i`` of every condition shows the same MNIST test digit, so conditions compare on equal terms.
-    """
+    """``per_condition`` photos of each condition in ``folder`` (``<condition>-NNN.jpg``); the same for a seed."""
     folder.mkdir(parents=True, exist_ok=True)
-    chosen = np.random.default_rng(seed).permutation(len(test_images))[:per_condition]
-    photos = []
-    for number, index in enumerate(chosen.tolist()):
-        digit, label = test_images[index], int(test_labels[index])
-        for condition in CONDITIONS:
-            path = folder / f"{condition}-{number:03d}.jpg"
-            if condition == "exif":
-                write_exif_twin(folder / f"plain-{number:03d}.jpg", path, np.random.default_rng([seed, number, 99]))
-            else:
-                rng = np.random.default_rng([seed, number, CONDITIONS.index(condition)])
-                picture = photo(digit, condition, rng)
-                picture.save(path, format="JPEG", quality=int(rng.integers(60, 91)))
-            photos.append(Photo(path, condition, index, label))
+    photos = plan(folder, test_labels, per_condition, seed)
+    for photo_number, entry in enumerate(photos):
+        number = photo_number % per_condition
+        rng = np.random.default_rng([seed, CONDITIONS.index(entry.condition), number])
+        if entry.condition == "exif":  # after plain's, which CONDITIONS lists first
+            write_exif_twin(folder / f"plain-{number:03d}.jpg", entry.path, rng)
+        else:
+            picture = photo(test_images[entry.index], entry.condition, rng)
+            picture.save(entry.path, format="JPEG", quality=int(rng.integers(60, 91)))
     return photos
 
 
@@ -130,7 +140,7 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> Image.
     picture *= _lighting(condition, rng, height, width)[..., None]
     if condition == "shadow" and rng.random() < 0.4:
         _table_edge(picture, rng)
-    picture += rng.normal(0, rng.uniform(1, 3), (height, width, 1)).astype(np.float32)  # sensor noise
+    picture += rng.standard_normal((height, width, 1), dtype=np.float32) * rng.uniform(1, 3)  # sensor noise
     image = Image.fromarray(_to_uint8(picture))
     if condition == "blurred":
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.015, 0.045) * field * 20 / 28))

@@ -59,6 +59,8 @@ WORK_SIZE = 512  # the working image's longer side, in pixels: a digit of a tent
 BACKGROUND_WINDOW = 0.25
 BACKGROUND_MIN_WINDOW = 15
 POLARITY_SIZE = 128  # pixels on the longer side at which light-on-dark is told from dark-on-light
+EVEN_BORDER = 0.15  # a border whose middle half spans less than this fraction of the range is even
+DARK_GROUND = 0.25  # ... and it is a dark ground when its median lies in this lowest part of the range
 NOISE_SIGMAS = 5.0  # darkness more than this many standard deviations of the paper's noise may be ink
 MIN_FLOOR = 0.04  # ... and at least this much darker than the paper around it (4 %: JPEG noise, grain)
 MIN_CONTRAST = 0.15  # ink is at least 15 % darker than its paper: below that the picture is blank
@@ -243,18 +245,18 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
 
 
 def light_on_dark(gray: np.ndarray) -> bool:
-    """Whether the strokes are lighter than the ground they are on.
+    """Whether the strokes are lighter than the ground they are on (MNIST itself, chalk on a board).
 
-    Compared with the median of the picture around it (most of any window is paper), a stroke stands
-    out one way and the paper does not; a shadow's edge stands out both ways alike. So the larger sum of
-    deviations gives the strokes' side. (A global median fails as soon as a shadow covers half the page.)
+    Told from the picture's border, where there is mostly ground: light strokes lie on a ground that is
+    even and close to the darkest thing in the picture. Dark ink on paper in a shadow fails the second
+    test: the ink in the shadow is darker still. (A global median fails as soon as a shadow covers half
+    the page, and a strip of lit paper between a shadow and the table looks just like a light stroke.)
     """
     small = cv2.resize(gray, _fit(gray.shape, POLARITY_SIZE), interpolation=cv2.INTER_AREA) if max(gray.shape) > POLARITY_SIZE else gray
     low, high = float(small.min()), float(small.max())
-    scaled = np.rint((small - low) * (255 / max(high - low, 1e-6))).astype(np.uint8)
-    window = max(BACKGROUND_MIN_WINDOW, round(min(scaled.shape) * BACKGROUND_WINDOW)) | 1
-    deviation = scaled.astype(np.float32) - cv2.medianBlur(scaled, window)
-    return float(deviation[deviation > 0].sum()) > float(-deviation[deviation < 0].sum())
+    border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
+    first, median, third = (float(value) for value in np.percentile(border, [25, 50, 75]))
+    return third - first <= EVEN_BORDER * (high - low) and median <= low + DARK_GROUND * (high - low)
 
 
 def _fit(shape: tuple[int, ...], longer: int) -> tuple[int, int]:
