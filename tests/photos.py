@@ -29,6 +29,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -144,7 +145,9 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> Image.
     image = Image.fromarray(_to_uint8(picture))
     if condition == "blurred":
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.015, 0.045) * field * 20 / 28))
-    return image.resize(size, Image.Resampling.BICUBIC) if (width, height) != size else image
+    if (width, height) != size:
+        image = Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_LINEAR))
+    return image
 
 
 def write_exif_twin(upright_path: Path, path: Path, rng: np.random.Generator) -> int:
@@ -262,7 +265,7 @@ def _table_edge(picture: np.ndarray, rng: np.random.Generator) -> None:
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     coarse = rng.normal(0, 1, (cells, cells)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((width, height), Image.Resampling.BICUBIC), np.float32)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
 def _to_uint8(picture: np.ndarray) -> np.ndarray:

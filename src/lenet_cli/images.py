@@ -64,6 +64,7 @@ DARK_GROUND = 0.25  # ... and it is a dark ground when its median lies in this l
 NOISE_SIGMAS = 5.0  # darkness more than this many standard deviations of the paper's noise may be ink
 MIN_FLOOR = 0.04  # ... and at least this much darker than the paper around it (4 %: JPEG noise, grain)
 MIN_CONTRAST = 0.15  # ink is at least 15 % darker than its paper: below that the picture is blank
+MIN_INK = 0.3  # a digit's strokes are mostly 30 % darker than the paper: faint lines and grain are not
 SPECK_FRACTION = 0.03  # components smaller than this fraction of the largest are specks or grain
 REACH = 0.35  # a stroke belongs to the digit when its box is this close (× the digit's size) to the digit's
 SPAN = 0.9  # a component as long as this fraction of the picture's width or height is a line or an edge
@@ -243,7 +244,11 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
     if digit is None:
         raise BadImage(f"{name}: no digit in it (only specks, lines or shapes at the edges)")
     chosen, box = digit
-    return Steps(gray, flattened, ink, chosen, render(darkness, chosen, box, floor), threshold, inverted)
+    top, left, bottom, right = box
+    level = float(np.percentile(darkness[top:bottom, left:right][chosen[top:bottom, left:right]], 90))
+    if level < MIN_INK:
+        raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
+    return Steps(gray, flattened, ink, chosen, render(darkness, chosen, box, floor, level), threshold, inverted)
 
 
 def light_on_dark(gray: np.ndarray) -> bool:
@@ -355,15 +360,19 @@ def choose_digit(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]
     return chosen[labels], (int(box[1]), int(box[0]), int(box[3]), int(box[2]))
 
 
-def render(darkness: np.ndarray, chosen: np.ndarray, box: tuple[int, int, int, int], floor: float) -> np.ndarray:
-    """The chosen strokes (in ``box``) with their grey edges → uint8 (28, 28), light on dark, MNIST-style."""
+def render(
+    darkness: np.ndarray, chosen: np.ndarray, box: tuple[int, int, int, int], floor: float, level: float
+) -> np.ndarray:
+    """The chosen strokes (in ``box``) with their grey edges → uint8 (28, 28), light on dark, MNIST-style.
+
+    Darkness ``floor`` (the paper) becomes black, ``level`` (the strokes' own darkness) white.
+    """
     # The strokes' anti-aliased edges and blur lie just outside the threshold's mask: take the darkness
     # within EDGE pixels of the chosen components, nothing of the specks and lines elsewhere.
     top, left = max(box[0] - EDGE, 0), max(box[1] - EDGE, 0)
     darkness, chosen = darkness[top : box[2] + EDGE, left : box[3] + EDGE], chosen[top : box[2] + EDGE, left : box[3] + EDGE]
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE + 1, 2 * EDGE + 1))
     near = cv2.dilate(chosen.astype(np.uint8), disk).astype(bool)
-    level = float(np.percentile(darkness[chosen], 90))  # the strokes' own darkness becomes white
     ink = np.where(near, np.clip((darkness - floor) / max(level - floor, 1e-6), 0, 1), 0).astype(np.float32)
 
     rows, columns = np.nonzero(ink > CROP_LEVEL)
