@@ -3,7 +3,9 @@
     python benchmarks/robust_training.py --configs configs/robust.yaml configs/mnist.yaml --seeds 1 2 3
     python benchmarks/robust_training.py --configs configs/mnist.yaml --variants plain augment \\
         --seeds 1 --max-epochs 2 --no-test                       # the cost of augmenting, per epoch
+    python benchmarks/robust_training.py --configs configs/robust.yaml+--trainer.max_epochs=20 ...
 
+A config may carry options of its own after ``+`` signs (``PATH+--option=value+...``).
 Each (config, variant, seed) is one ``lenet fit`` in-process (``lenet_cli.cli.main``) in a temporary
 folder, timed by benchmarks/fit_timer.py (training batches only, the first epoch left out), then
 ``lenet test --ckpt_path best``. The variant ``augment`` adds ``--data.augment true``, ``plain`` adds
@@ -83,10 +85,11 @@ def main() -> None:
         for seed in arguments.seeds:
             for config in arguments.configs:
                 for variant in arguments.variants:
-                    work = Path(scratch) / f"{Path(config).stem}-{variant}-{seed}"
+                    work = Path(scratch) / f"run{len(rows)}"
                     work.mkdir()
                     os.chdir(work)
-                    common = ["--config", str(ROOT / config), f"--trainer.accelerator={arguments.accelerator}",
+                    path, *options = config.split("+")
+                    common = ["--config", str(ROOT / path), *options, f"--trainer.accelerator={arguments.accelerator}",
                               "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir=runs",
                               "--trainer.logger.init_args.name=run", *VARIANTS[variant]]
                     epochs = [f"--trainer.max_epochs={arguments.max_epochs}"] if arguments.max_epochs else []
@@ -107,13 +110,14 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
         os.chdir(ROOT)
 
-    print(f"\n{'config':>22} {'variant':>8} {'seeds':>6} {'epochs':>6} {'s/epoch':>8} {'ms/step':>8} {'test acc':>9} {'photos':>7}")
+    width = max(len(config) for config in arguments.configs)
+    print(f"\n{'config':>{width}} {'variant':>8} {'seeds':>6} {'epochs':>6} {'s/epoch':>8} {'ms/step':>8} {'test acc':>9} {'photos':>7}")
     for config in arguments.configs:
         for variant in arguments.variants:
             group = [row for row in rows if row["config"] == config and row["variant"] == variant]
             accuracy = [row["test_acc"] for row in group if "test_acc" in row]
             photo = [row["photos"]["overall"] for row in group if "photos" in row]
-            print(f"{config:>22} {variant:>8} {len(group):>6} {statistics.mean(r['epochs'] for r in group):>6.1f} "
+            print(f"{config:>{width}} {variant:>8} {len(group):>6} {statistics.mean(r['epochs'] for r in group):>6.1f} "
                   f"{statistics.mean(r['train_s_per_epoch'] for r in group):>8.2f} "
                   f"{statistics.mean(r['train_ms_per_step'] for r in group):>8.2f} "
                   f"{statistics.mean(accuracy) if accuracy else float('nan'):>9.4f} "
