@@ -6,6 +6,13 @@
     python benchmarks/robust_training.py --configs configs/robust.yaml+--trainer.max_epochs=20 ...
 
 A config may carry options of its own after ``+`` signs (``PATH+--option=value+...``).
+
+    python benchmarks/robust_training.py --batch-cost 512      # no fits: one batch's distortion vs one step
+
+``--batch-cost B`` times, interleaved (so that a busy machine slows both alike), the distortion of a
+batch of B training images (un-normalise, distort, normalise, as the batch iterator does) and one
+eager training step of LeNet on such a batch (forward, loss, backward, fused Adam), and prints their
+medians.
 Each (config, variant, seed) is one ``lenet fit`` in-process (``lenet_cli.cli.main``) in a temporary
 folder, timed by benchmarks/fit_timer.py (training batches only, the first epoch left out), then
 ``lenet test --ckpt_path best``. The variant ``augment`` adds ``--data.augment true``, ``plain`` adds
@@ -64,6 +71,42 @@ def photo_accuracy(checkpoint: Path, folder: Path, per_condition: int) -> dict[s
     return result
 
 
+def batch_cost(batch_size: int, device: torch.device, repeats: int = 50) -> None:
+    import time  # noqa: PLC0415
+
+    from lenet_cli.augment import Augmentation, epoch_generator  # noqa: PLC0415
+    from lenet_cli.data import MEAN, STD  # noqa: PLC0415
+
+    inputs = to_model_input(idx.load(None, allow_download=False)["train_images"][:batch_size], device=device)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+    model = LeNet().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    augment, generator = Augmentation(), epoch_generator(device, 0, 0, 0)
+
+    def distort() -> None:
+        augment(inputs.clone().mul_(STD).add_(MEAN), generator).sub_(MEAN).div_(STD)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+
+    timings: dict[str, list[float]] = {"distort": [], "step": []}
+    for round_number in range(repeats + 5):
+        for name, function in (("distort", distort), ("step", step)):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            function()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_number >= 5:
+                timings[name].append((time.perf_counter() - start) * 1000)
+    distortion, training = statistics.median(timings["distort"]), statistics.median(timings["step"])
+    print(f"{device}, {torch.get_num_threads()} threads, batch {batch_size}: distortion {distortion:.2f} ms, "
+          f"eager training step {training:.2f} ms ({100 * distortion / training:.0f} % of a step), medians of {repeats}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["configs/robust.yaml"])
@@ -74,7 +117,12 @@ def main() -> None:
     parser.add_argument("--no-test", action="store_true", help="time the fits only")
     parser.add_argument("--photos", type=int, default=0, help="phone-style photos per condition to read (0: none)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--batch-cost", type=int, default=0, metavar="B", help="time one batch's distortion vs one step")
     arguments = parser.parse_args()
+    if arguments.batch_cost:
+        device = torch.device("cuda" if arguments.accelerator in ("gpu", "cuda") else "cpu")
+        batch_cost(arguments.batch_cost, device)
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

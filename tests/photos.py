@@ -26,12 +26,13 @@ import io
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 CONDITIONS = ("plain", "gradient", "vignette", "shadow", "ruled", "squared", "small", "rotated", "blurred", "exif")
 PAPERS = ((248, 247, 242), (245, 240, 222), (236, 236, 236), (250, 244, 210), (238, 242, 248))
@@ -281,3 +282,34 @@ def _png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> None:
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def example_grid(folder: Path, per_condition: int, predict: Callable[[np.ndarray], int] | None, path: Path) -> Path:
+    """Two photos of each condition from a generated ``folder`` above the 28×28 digits lenet makes of them."""
+    from lenet_cli import images  # noqa: PLC0415 - the generator itself needs no lenet_cli
+
+    thumb, gap, caption = 150, 6, 18
+    columns, rows = len(CONDITIONS), 2
+    sheet = Image.new("RGB", (columns * (thumb + gap) + gap, rows * (2 * thumb + caption + 2 * gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=13)
+    except (TypeError, OSError):
+        font = ImageFont.load_default()
+    for column, condition in enumerate(CONDITIONS):
+        for row in range(rows):
+            number = (row * 7 + column) % per_condition
+            photo_path = folder / f"{condition}-{number:03d}.jpg"
+            with Image.open(photo_path) as stored:  # as stored: the exif ones sideways, as the phone wrote them
+                picture = stored.convert("RGB")
+            picture.thumbnail((thumb, thumb))
+            digit = images.load_digit(photo_path, photo_path.name)
+            left = gap + column * (thumb + gap)
+            top = gap + row * (2 * thumb + caption + 2 * gap)
+            sheet.paste(picture, (left + (thumb - picture.width) // 2, top + (thumb - picture.height) // 2))
+            sheet.paste(Image.fromarray(digit).resize((thumb, thumb), Image.Resampling.NEAREST).convert("RGB"),
+                        (left, top + thumb + gap))
+            text = condition if predict is None else f"{condition}: read {predict(digit)}"
+            draw.text((left, top + 2 * thumb + gap), text, fill="black", font=font)
+    sheet.save(path)
+    return path

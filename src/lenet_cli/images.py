@@ -118,9 +118,9 @@ def load_digits(
         try:
             if not explain:
                 return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
-            image = read_image(file, str(file))
-            steps = preprocess(_to_gray(image), str(file))
-            return steps.digit, image, steps
+            # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
+            steps = preprocess(read_grayscale(file, str(file)), str(file))
+            return steps.digit, read_image(file, str(file), colour=True), steps
         except BadImage as error:
             return error
 
@@ -172,11 +172,12 @@ def collect(path: str) -> tuple[list[Path], bool]:
     raise LenetError(f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')")
 
 
-def read_image(source: Path | BinaryIO, name: str) -> Image.Image:
+def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Image.Image:
     """The first frame of a picture, upright (EXIF orientation applied), at most ~2 × WORK_SIZE pixels.
 
     JPEGs are decoded at a reduced scale (1/2, 1/4 or 1/8) that keeps at least 0.9 × WORK_SIZE pixels
-    on the longer side; other formats are decoded whole and then reduced.
+    on the longer side, and without ``colour`` as their luminance alone (a colour JPEG stores it apart:
+    ~10 % faster); other formats are decoded whole and then reduced.
     """
     try:
         with Image.open(source) as image:
@@ -188,7 +189,7 @@ def read_image(source: Path | BinaryIO, name: str) -> Image.Image:
             if image.format == "JPEG" and longer > WORK_SIZE:
                 # Pillow picks the largest DCT scaling that keeps the image at least this size.
                 wanted = 0.9 * WORK_SIZE / longer
-                image.draft(None, (max(1, int(image.width * wanted)), max(1, int(image.height * wanted))))
+                image.draft(None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted))))
             image.load()
             # Broken EXIF data: the pixels as stored are still a picture.
             with contextlib.suppress(Exception):
@@ -417,7 +418,8 @@ def _to_gray(image: Image.Image) -> np.ndarray:
 
 
 def _explain(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None]]) -> None:
-    from lenet_cli import explain  # noqa: PLC0415 - only --data.explain_dir draws
+    # Imported here: only --data.explain_dir draws.
+    from lenet_cli import explain  # noqa: PLC0415
 
     explain.write_all(folder, inputs)
 
