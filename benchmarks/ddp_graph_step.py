@@ -74,7 +74,7 @@ def main() -> None:
         eager = loop(network, module, None)
         timed(eager, 20)  # warm-up: cuDNN, the optimizer state
         results[f"{name} eager"] = timed(eager, options.steps)
-        graphed = GraphedStep(module._train_outputs, list(module.parameters()), ddp=ddp_module)
+        graphed = GraphedStep(module.train_outputs, list(module.parameters()), ddp=ddp_module)
         step = loop(network, module, graphed)
         timed(step, 40)  # warm-up and capture
         results[f"{name} graphed"] = timed(step, options.steps)

@@ -15,6 +15,7 @@ a shared machine: compare rows of one run. Recorded in docs/photos.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -55,6 +56,17 @@ def milliseconds(function: Callable[[], object], repeats: int) -> tuple[float, f
     return statistics.median(times), min(times)
 
 
+def time_one(path: Path, repeats: int) -> list[tuple[float, float]]:
+    """load_digit, its decoding, the rest, and a full-size decode, timed on one file."""
+    gray = images.read_grayscale(path, path.name)
+    return [
+        milliseconds(lambda: images.load_digit(path, path.name), repeats),
+        milliseconds(lambda: images.read_image(path, path.name), repeats),
+        milliseconds(lambda: images.preprocess(gray, path.name), repeats),
+        milliseconds(lambda: Image.open(path).convert("L"), max(3, repeats // 4)),
+    ]
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -72,10 +84,12 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.threads is not None:
         cv2.setNumThreads(arguments.threads)
-    import PIL  # noqa: PLC0415 - its version only
+    import PIL
 
-    print(f"{date.today()}, {cpu_name()} ({__import__('os').cpu_count()} logical CPUs), Python {platform.python_version()}, "
-          f"Pillow {PIL.__version__}, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), numpy {np.__version__}")
+    print(
+        f"{date.today()}, {cpu_name()} ({os.cpu_count()} logical CPUs), Python {platform.python_version()}, "
+        f"Pillow {PIL.__version__}, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), numpy {np.__version__}"
+    )
     print(f"median (fastest) ms of {arguments.repeats} calls")
     print(f"{'photo':>16} {'file':>8} | {'load_digit':>14} {'decode':>14} {'preprocess':>14} | {'full decode':>14}")
     with tempfile.TemporaryDirectory() as folder:
@@ -84,16 +98,12 @@ def main() -> None:
             for suffix in ("jpg", "png"):
                 path = Path(folder) / f"photo.{suffix}"
                 picture.save(path, quality=90) if suffix == "jpg" else picture.save(path, compress_level=1)
-                gray = images.read_grayscale(path, path.name)
-                rows = [
-                    milliseconds(lambda: images.load_digit(path, path.name), arguments.repeats),
-                    milliseconds(lambda: images.read_image(path, path.name), arguments.repeats),
-                    milliseconds(lambda: images.preprocess(gray, path.name), arguments.repeats),
-                    milliseconds(lambda: Image.open(path).convert("L"), max(3, arguments.repeats // 4)),
-                ]
+                rows = time_one(path, arguments.repeats)
                 cells = " ".join(f"{median:7.1f} ({fastest:4.1f})" for median, fastest in rows[:3])
-                print(f"{label + ' ' + suffix.upper():>16} {path.stat().st_size / 1e6:6.2f}MB | {cells} | "
-                      f"{rows[3][0]:7.1f} ({rows[3][1]:4.1f})")
+                print(
+                    f"{label + ' ' + suffix.upper():>16} {path.stat().st_size / 1e6:6.2f}MB | {cells} | "
+                    f"{rows[3][0]:7.1f} ({rows[3][1]:4.1f})"
+                )
 
 
 if __name__ == "__main__":

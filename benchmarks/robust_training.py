@@ -62,7 +62,7 @@ def photo_accuracy(checkpoint: Path, folder: Path, per_condition: int) -> dict[s
     with torch.no_grad():
         predicted = model.eval()(to_model_input(digits)).argmax(dim=1).numpy()
     correct: dict[str, list[bool]] = {condition: [] for condition in photos.CONDITIONS}
-    for prediction, source in zip(predicted, sources):
+    for prediction, source in zip(predicted, sources, strict=True):
         correct[plan[source].condition].append(bool(prediction == plan[source].label))
     for source in set(plan) - set(sources):  # a photo skipped as unreadable counts as wrong
         correct[plan[source].condition].append(False)
@@ -72,10 +72,10 @@ def photo_accuracy(checkpoint: Path, folder: Path, per_condition: int) -> dict[s
 
 
 def batch_cost(batch_size: int, device: torch.device, repeats: int = 50) -> None:
-    import time  # noqa: PLC0415
+    import time
 
-    from lenet_cli.augment import Augmentation, epoch_generator  # noqa: PLC0415
-    from lenet_cli.data import MEAN, STD  # noqa: PLC0415
+    from lenet_cli.augment import Augmentation, epoch_generator
+    from lenet_cli.data import MEAN, STD
 
     inputs = to_model_input(idx.load(None, allow_download=False)["train_images"][:batch_size], device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
@@ -103,8 +103,10 @@ def batch_cost(batch_size: int, device: torch.device, repeats: int = 50) -> None
             if round_number >= 5:
                 timings[name].append((time.perf_counter() - start) * 1000)
     distortion, training = statistics.median(timings["distort"]), statistics.median(timings["step"])
-    print(f"{device}, {torch.get_num_threads()} threads, batch {batch_size}: distortion {distortion:.2f} ms, "
-          f"eager training step {training:.2f} ms ({100 * distortion / training:.0f} % of a step), medians of {repeats}")
+    print(
+        f"{device}, {torch.get_num_threads()} threads, batch {batch_size}: distortion {distortion:.2f} ms, "
+        f"eager training step {training:.2f} ms ({100 * distortion / training:.0f} % of a step), medians of {repeats}"
+    )
 
 
 def main() -> None:
@@ -117,7 +119,9 @@ def main() -> None:
     parser.add_argument("--no-test", action="store_true", help="time the fits only")
     parser.add_argument("--photos", type=int, default=0, help="phone-style photos per condition to read (0: none)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
-    parser.add_argument("--batch-cost", type=int, default=0, metavar="B", help="time one batch's distortion vs one step")
+    parser.add_argument(
+        "--batch-cost", type=int, default=0, metavar="B", help="time one batch's distortion vs one step"
+    )
     arguments = parser.parse_args()
     if arguments.batch_cost:
         device = torch.device("cuda" if arguments.accelerator in ("gpu", "cuda") else "cpu")
@@ -129,7 +133,9 @@ def main() -> None:
         photo_folder = Path(scratch) / "photos"
         if arguments.photos:
             arrays = idx.load(None, allow_download=False)
-            photos.generate(photo_folder, arrays["test_images"].numpy(), arrays["test_labels"].numpy(), arguments.photos)
+            photos.generate(
+                photo_folder, arrays["test_images"].numpy(), arrays["test_labels"].numpy(), arguments.photos
+            )
         for seed in arguments.seeds:
             for config in arguments.configs:
                 for variant in arguments.variants:
@@ -137,17 +143,39 @@ def main() -> None:
                     work.mkdir()
                     os.chdir(work)
                     path, *options = config.split("+")
-                    common = ["--config", str(ROOT / path), *options, f"--trainer.accelerator={arguments.accelerator}",
-                              "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir=runs",
-                              "--trainer.logger.init_args.name=run", *VARIANTS[variant]]
+                    common = [
+                        "--config",
+                        str(ROOT / path),
+                        *options,
+                        f"--trainer.accelerator={arguments.accelerator}",
+                        "--trainer.enable_progress_bar=false",
+                        "--trainer.logger.init_args.save_dir=runs",
+                        "--trainer.logger.init_args.name=run",
+                        *VARIANTS[variant],
+                    ]
                     epochs = [f"--trainer.max_epochs={arguments.max_epochs}"] if arguments.max_epochs else []
                     os.environ["LENET_FIT_TIMER"] = str(work / "timer.json")
-                    lenet(["fit", *common, *epochs, f"--seed_everything={seed}",
-                           "--trainer.callbacks+=benchmarks.fit_timer.FitTimer"])
+                    lenet(
+                        [
+                            "fit",
+                            *common,
+                            *epochs,
+                            f"--seed_everything={seed}",
+                            "--trainer.callbacks+=benchmarks.fit_timer.FitTimer",
+                        ]
+                    )
                     timer = json.loads((work / "timer.json").read_text())
-                    row = {"config": config, "variant": variant, "seed": seed, "epochs": timer["epochs"],
-                           "train_s_per_epoch": statistics.median(timer["train_seconds_per_epoch"][1:] or timer["train_seconds_per_epoch"]),
-                           "train_ms_per_step": timer["train_ms_per_step"], "device": timer["device"]}
+                    row = {
+                        "config": config,
+                        "variant": variant,
+                        "seed": seed,
+                        "epochs": timer["epochs"],
+                        "train_s_per_epoch": statistics.median(
+                            timer["train_seconds_per_epoch"][1:] or timer["train_seconds_per_epoch"]
+                        ),
+                        "train_ms_per_step": timer["train_ms_per_step"],
+                        "device": timer["device"],
+                    }
                     best = work / "runs" / "run" / "version_0" / "checkpoints" / "best.ckpt"
                     if not arguments.no_test:
                         lenet(["test", *common, "--ckpt_path", str(best)])
@@ -159,17 +187,20 @@ def main() -> None:
         os.chdir(ROOT)
 
     width = max(len(config) for config in arguments.configs)
-    print(f"\n{'config':>{width}} {'variant':>8} {'seeds':>6} {'epochs':>6} {'s/epoch':>8} {'ms/step':>8} {'test acc':>9} {'photos':>7}")
+    header = f"{'variant':>8} {'seeds':>6} {'epochs':>6} {'s/epoch':>8} {'ms/step':>8} {'test acc':>9} {'photos':>7}"
+    print(f"\n{'config':>{width}} {header}")
     for config in arguments.configs:
         for variant in arguments.variants:
             group = [row for row in rows if row["config"] == config and row["variant"] == variant]
             accuracy = [row["test_acc"] for row in group if "test_acc" in row]
             photo = [row["photos"]["overall"] for row in group if "photos" in row]
-            print(f"{config:>{width}} {variant:>8} {len(group):>6} {statistics.mean(r['epochs'] for r in group):>6.1f} "
-                  f"{statistics.mean(r['train_s_per_epoch'] for r in group):>8.2f} "
-                  f"{statistics.mean(r['train_ms_per_step'] for r in group):>8.2f} "
-                  f"{statistics.mean(accuracy) if accuracy else float('nan'):>9.4f} "
-                  f"{statistics.mean(photo) if photo else float('nan'):>7.4f}")
+            print(
+                f"{config:>{width}} {variant:>8} {len(group):>6} {statistics.mean(r['epochs'] for r in group):>6.1f} "
+                f"{statistics.mean(r['train_s_per_epoch'] for r in group):>8.2f} "
+                f"{statistics.mean(r['train_ms_per_step'] for r in group):>8.2f} "
+                f"{statistics.mean(accuracy) if accuracy else float('nan'):>9.4f} "
+                f"{statistics.mean(photo) if photo else float('nan'):>7.4f}"
+            )
     if arguments.out:
         arguments.out.write_text(json.dumps(rows, indent=1))
 

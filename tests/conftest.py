@@ -1,21 +1,16 @@
+"""Fixtures shared by the test modules (plain helpers are in ``tests/helpers.py``)."""
+
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from lenet_cli import idx
 from lenet_cli.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-# Quiet, CPU-only, small: what every in-process CLI test adds to its arguments.
-CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
-
-
-def run_cli(args: list[str]) -> None:
-    """``lenet ARGS`` in this process (LightningCLI's run-from-Python pattern)."""
-    main(args)
+from tests.helpers import QUICK, write_idx
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +20,55 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     300 steps of 64 images at lr 2e-3 reach ~96-97 % validation accuracy on the bundled MNIST.
     """
     workdir = tmp_path_factory.mktemp("trained")
-    previous = Path.cwd()
-    os.chdir(workdir)
-    try:
-        run_cli(
-            ["fit", "--config", str(CONFIGS / "quick.yaml"), *CPU, "--trainer.limit_train_batches=300",
-             "--seed_everything=7", "--trainer.logger.init_args.save_dir=runs"]
-        )
-    finally:
-        os.chdir(previous)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        main(["fit", *QUICK, "--trainer.limit_train_batches=300", "--seed_everything=7"])
     return workdir / "runs" / "quick" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain (not gzipped) IDX copy of the first 6000 training and 1000 test images.
+
+    For tests of what happens around training: reading it takes a fraction of the bundled copy's time.
+    """
+    folder = tmp_path_factory.mktemp("small_mnist")
+    arrays = idx.load(None)
+    for key, stem in idx.FILES.items():
+        write_idx(folder / stem, arrays[key][: 6000 if key.startswith("train") else 1000])
+    return folder
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny batches on a busy 2-core machine run several times faster on one thread (no OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def serve_processes(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two ``lenet serve`` processes of the trained checkpoint, started together (their start-ups overlap):
+    ``digit_server`` for the tests that talk to it, ``spare_server`` for the one that stops it."""
+    from tests.serve_helpers import ServerProcess
+
+    workdir = tmp_path_factory.mktemp("serve")
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    # 1 MB request limit: the over-the-limit test then sends 1 MB, not 10.
+    servers = [ServerProcess(checkpoint, workdir, "--max_request_bytes", "1000000"), ServerProcess(checkpoint, workdir)]
+    try:
+        yield [server.wait_ready() for server in servers]
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def digit_server(serve_processes):
+    return serve_processes[0]
+
+
+@pytest.fixture(scope="session")
+def spare_server(serve_processes):
+    return serve_processes[1]

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter
+
+from tests.helpers import png_bomb
 
 CONDITIONS = ("plain", "gradient", "vignette", "shadow", "ruled", "squared", "small", "rotated", "blurred", "exif")
 PAPERS = ((248, 247, 242), (245, 240, 222), (236, 236, 236), (250, 244, 210), (238, 242, 248))
@@ -129,10 +128,17 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> Image.
     spread = 0.4 if condition == "small" else 0.1  # how far from the centre the digit may sit
     low_x, high_x = margin - inset, width - ink.shape[1] + inset - margin
     low_y, high_y = margin - inset, height - ink.shape[0] + inset - margin
-    left = round(np.clip(width / 2 - ink.shape[1] / 2 + rng.uniform(-spread, spread) * width, low_x, max(low_x, high_x)))
-    top = round(np.clip(height / 2 - ink.shape[0] / 2 + rng.uniform(-spread, spread) * height, low_y, max(low_y, high_y)))
+    left = round(
+        np.clip(width / 2 - ink.shape[1] / 2 + rng.uniform(-spread, spread) * width, low_x, max(low_x, high_x))
+    )
+    top = round(
+        np.clip(height / 2 - ink.shape[0] / 2 + rng.uniform(-spread, spread) * height, low_y, max(low_y, high_y))
+    )
     pen = np.array(PENS[rng.integers(len(PENS))], np.float32)
-    rows, columns = slice(max(top, 0), min(top + ink.shape[0], height)), slice(max(left, 0), min(left + ink.shape[1], width))
+    rows, columns = (
+        slice(max(top, 0), min(top + ink.shape[0], height)),
+        slice(max(left, 0), min(left + ink.shape[1], width)),
+    )
     coverage = ink[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left, None]
     picture[rows, columns] *= 1 - coverage * (1 - pen / 255)  # ink absorbs: multiplies what the paper reflects
     if condition == "ruled" and rng.random() < 0.5 and left > 0.25 * width:
@@ -175,7 +181,7 @@ def bad_files(folder: Path, seed: int = 0) -> dict[str, str]:
     buffer = io.BytesIO()
     photo(np.full((28, 28), 255, np.uint8), "plain", rng).save(buffer, format="JPEG", quality=80)
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[:2000])
-    _png_bomb(folder / "bomb.png")
+    png_bomb(folder / "bomb.png")
     return {
         "notes.jpg": "not an image file",
         "empty.jpg": "not an image file",
@@ -188,7 +194,9 @@ def bad_files(folder: Path, seed: int = 0) -> dict[str, str]:
 
 def _ink(digit: np.ndarray, field: int, rng: np.random.Generator, rotation: float) -> np.ndarray:
     """The digit's ink coverage (0–1) at ``field`` pixels: smooth MNIST strokes made crisp, as a pen's."""
-    enlarged = Image.fromarray(digit.astype(np.float32) / 255, mode="F").resize((field, field), Image.Resampling.BICUBIC)
+    enlarged = Image.fromarray(digit.astype(np.float32) / 255, mode="F").resize(
+        (field, field), Image.Resampling.BICUBIC
+    )
     if rotation:
         enlarged = enlarged.rotate(rotation, Image.Resampling.BILINEAR, expand=True)
     coverage = np.asarray(enlarged, np.float32)
@@ -210,7 +218,7 @@ def _lighting(condition: str, rng: np.random.Generator, height: int, width: int)
     if condition == "gradient":
         # A lamp beside the page: the light falls off with distance, fastest near the lamp.
         darkest = rng.uniform(0.35, 0.55)
-        return (1 - (1 - darkest) * along**rng.uniform(0.7, 1.5)).astype(np.float32)
+        return (1 - (1 - darkest) * along ** rng.uniform(0.7, 1.5)).astype(np.float32)
     gentle = 1 - rng.uniform(0, 0.1) * along
     if condition == "vignette":
         corner = rng.uniform(0.35, 0.6)
@@ -271,45 +279,3 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
 
 def _to_uint8(picture: np.ndarray) -> np.ndarray:
     return np.clip(picture, 0, 255).round().astype(np.uint8)
-
-
-def _png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> None:
-    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
-def example_grid(folder: Path, per_condition: int, predict: Callable[[np.ndarray], int] | None, path: Path) -> Path:
-    """Two photos of each condition from a generated ``folder`` above the 28×28 digits lenet makes of them."""
-    from lenet_cli import images  # noqa: PLC0415 - the generator itself needs no lenet_cli
-
-    thumb, gap, caption = 150, 6, 18
-    columns, rows = len(CONDITIONS), 2
-    sheet = Image.new("RGB", (columns * (thumb + gap) + gap, rows * (2 * thumb + caption + 2 * gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    try:
-        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=13)
-    except (TypeError, OSError):
-        font = ImageFont.load_default()
-    for column, condition in enumerate(CONDITIONS):
-        for row in range(rows):
-            number = (row * 7 + column) % per_condition
-            photo_path = folder / f"{condition}-{number:03d}.jpg"
-            with Image.open(photo_path) as stored:  # as stored: the exif ones sideways, as the phone wrote them
-                picture = stored.convert("RGB")
-            picture.thumbnail((thumb, thumb))
-            digit = images.load_digit(photo_path, photo_path.name)
-            left = gap + column * (thumb + gap)
-            top = gap + row * (2 * thumb + caption + 2 * gap)
-            sheet.paste(picture, (left + (thumb - picture.width) // 2, top + (thumb - picture.height) // 2))
-            sheet.paste(Image.fromarray(digit).resize((thumb, thumb), Image.Resampling.NEAREST).convert("RGB"),
-                        (left, top + thumb + gap))
-            text = condition if predict is None else f"{condition}: read {predict(digit)}"
-            draw.text((left, top + 2 * thumb + gap), text, fill="black", font=font)
-    sheet.save(path)
-    return path

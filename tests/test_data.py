@@ -75,28 +75,14 @@ def test_evaluation_shards_cover_every_sample_once(world_size: int, size: int) -
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_training_shards_are_equal_and_disjoint(world_size: int) -> None:
     images, labels = torch.zeros(1000), torch.arange(1000)
-    shards = [
-        torch.cat([i for _, _, i in TensorBatches(images, labels, 50, shuffle=True, drop_last=True, seed=1,
-                                                  rank=rank, world_size=world_size)])
-        for rank in range(world_size)
-    ]
+
+    def shard(rank: int) -> torch.Tensor:
+        batches = TensorBatches(
+            images, labels, 50, shuffle=True, drop_last=True, seed=1, rank=rank, world_size=world_size
+        )
+        return torch.cat([indices for _, _, indices in batches])
+
+    shards = [shard(rank) for rank in range(world_size)]
     assert len({len(s) for s in shards}) == 1  # DDP all-reduce needs the same number of steps
     everything = torch.cat(shards)
     assert len(everything.unique()) == len(everything)
-
-
-def test_ddp_sigterm_check_runs_every_n_steps() -> None:
-    """Lightning's per-step SIGTERM broadcast (a host sync) is thinned out to every 50th step."""
-    from lightning.pytorch import Trainer
-
-    from lenet_cli.distributed import throttle_sigterm_broadcast
-
-    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    calls = []
-    trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = lambda: calls.append(trainer.global_step)
-    throttle_sigterm_broadcast(trainer, every_n_steps=50)
-    for step in range(120):
-        trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total.completed = step
-        trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = step
-        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor()
-    assert calls == [0, 50, 100]

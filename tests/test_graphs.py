@@ -19,6 +19,7 @@ from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import LenetError
 from lenet_cli.graphs import DDP_WARMUP_STEPS, GraphedStep, blocker
 from lenet_cli.model import LeNet
+from tests.helpers import quiet_trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -26,10 +27,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def fit(cuda_graph: bool, accelerator: str, steps: int = 12, epochs: int = 2) -> tuple[LeNet, dict[str, float]]:
     seed_everything(0)
     model = LeNet(lr=2e-3, lr_schedule="onecycle", cuda_graph=cuda_graph)
-    trainer = Trainer(
-        accelerator=accelerator, devices=1, max_epochs=epochs, limit_train_batches=steps, limit_val_batches=2,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+    trainer = quiet_trainer(accelerator=accelerator, max_epochs=epochs, limit_train_batches=steps, limit_val_batches=2)
     trainer.fit(model, MNISTDataModule(batch_size=128))
     return model, {name: float(value) for name, value in trainer.callback_metrics.items()}
 
@@ -68,17 +66,20 @@ def test_blocker_lets_a_plain_single_device_run_through() -> None:
 
 def test_blocker_under_several_processes(ddp_modules: Callable[..., DistributedDataParallel]) -> None:
     # DDP's own all-reduce is captured with the step; other strategies' and DDP's dynamic modes are not.
-    assert blocker(trainer_with(2, ddp_modules()), compiled=False) is None
-    assert blocker(trainer_with(2, ddp_modules(static_graph=True, gradient_as_bucket_view=True)), compiled=False) is None
-    assert "strategy" in blocker(trainer_with(2, LeNet()), compiled=False)
-    assert "find_unused_parameters" in blocker(trainer_with(2, ddp_modules(find_unused_parameters=True)), compiled=False)
-    assert "ddp_comm_hook" in blocker(trainer_with(2, ddp_modules(), comm_hook=print), compiled=False)
+    def reason(model: object, comm_hook: object = None) -> str | None:
+        return blocker(trainer_with(2, model, comm_hook), compiled=False)
+
+    assert reason(ddp_modules()) is None
+    assert reason(ddp_modules(static_graph=True, gradient_as_bucket_view=True)) is None
+    assert "strategy" in reason(LeNet())
+    assert "find_unused_parameters" in reason(ddp_modules(find_unused_parameters=True))
+    assert "ddp_comm_hook" in reason(ddp_modules(), comm_hook=print)
 
 
 def test_graphed_step_waits_for_ddps_timed_iterations(ddp_modules: Callable[..., DistributedDataParallel]) -> None:
     ddp = ddp_modules()
-    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp).warmup_steps == DDP_WARMUP_STEPS
-    assert GraphedStep(ddp.module._train_outputs, list(ddp.parameters())).warmup_steps == 2
+    assert GraphedStep(ddp.module.train_outputs, list(ddp.parameters()), ddp=ddp).warmup_steps == DDP_WARMUP_STEPS
+    assert GraphedStep(ddp.module.train_outputs, list(ddp.parameters())).warmup_steps == 2
 
 
 def test_option_changes_nothing_on_cpu() -> None:
@@ -88,7 +89,7 @@ def test_option_changes_nothing_on_cpu() -> None:
     assert not [w for w in caught if "cuda_graph" in str(w.message)]
     eager, eager_metrics = fit(False, "cpu")
     assert graphed._graphed is None
-    for (name, a), b in zip(graphed.state_dict().items(), eager.state_dict().values()):
+    for (name, a), b in zip(graphed.state_dict().items(), eager.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert graphed_metrics == eager_metrics
 
@@ -98,8 +99,7 @@ def test_train_metrics_are_exact_epoch_means() -> None:
     # rate keeps the weights as they were, so the epoch's means can be recomputed afterwards.
     seed_everything(0)
     frozen = LeNet(lr=0.0)
-    trainer = Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=5, limit_val_batches=0,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0)
     data = MNISTDataModule(batch_size=128)
     trainer.fit(frozen, data)
     losses, correct, count = [], 0, 0
@@ -138,14 +138,14 @@ def test_graphed_training_matches_eager_on_gpu() -> None:
 def test_replay_restores_dropped_gradients_and_skips_other_shapes() -> None:
     torch.manual_seed(0)
     model = LeNet().cuda()
-    step = GraphedStep(model._train_outputs, list(model.parameters()), warmup_steps=0)
+    step = GraphedStep(model.train_outputs, list(model.parameters()), warmup_steps=0)
     images, labels = torch.randn(64, 1, 32, 32, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
     loss, _ = step(images, labels)
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     again, _ = step(images, labels)
     assert again.item() == pytest.approx(loss.item())
-    for parameter, gradient in zip(model.parameters(), expected):
+    for parameter, gradient in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(parameter.grad, gradient)  # overwritten, not summed, and not lost
     assert step(images[:10], labels[:10]) is None  # a smaller batch runs eagerly
 
@@ -158,7 +158,7 @@ def test_failed_capture_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(GraphedStep, "_capture", capture_error)
     model = LeNet()
-    step = GraphedStep(model._train_outputs, list(model.parameters()), warmup_steps=1)
+    step = GraphedStep(model.train_outputs, list(model.parameters()), warmup_steps=1)
     images, labels = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
     assert step(images, labels) is None  # warm-up: eager
     with pytest.warns(UserWarning, match="cuda_graph: the capture failed, training eagerly"):
@@ -169,14 +169,17 @@ def test_failed_capture_warns_once_and_trains_eagerly(monkeypatch: pytest.Monkey
         assert step(images, labels) is None  # no second attempt, no second warning
 
 
-def test_failed_capture_under_ddp_raises(monkeypatch: pytest.MonkeyPatch, ddp_modules: Callable[..., DistributedDataParallel]) -> None:
+def test_failed_capture_under_ddp_raises(
+    monkeypatch: pytest.MonkeyPatch, ddp_modules: Callable[..., DistributedDataParallel]
+) -> None:
     # The other ranks may have captured their all-reduce: training on eagerly here would hang them.
     def capture_error(self: GraphedStep, images: torch.Tensor, labels: torch.Tensor) -> None:
         raise RuntimeError("capture")
 
     monkeypatch.setattr(GraphedStep, "_capture", capture_error)
     ddp = ddp_modules()
-    step = GraphedStep(ddp.module._train_outputs, list(ddp.parameters()), ddp=ddp)
+    step = GraphedStep(ddp.module.train_outputs, list(ddp.parameters()), ddp=ddp)
     step.calls = step.warmup_steps
-    with pytest.raises(LenetError, match=r"capturing the DDP step failed \(capture\); train with --model.cuda_graph false"):
+    message = r"capturing the DDP step failed \(capture\); train with --model.cuda_graph false"
+    with pytest.raises(LenetError, match=message):
         step(torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,)))

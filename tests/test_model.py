@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.model import LeNet
+from tests.helpers import quiet_trainer
 
 
 @pytest.mark.parametrize(("in_channels", "num_classes", "batch"), [(1, 10, 4), (3, 7, 1)])
@@ -27,15 +27,21 @@ def test_layers_follow_lenet() -> None:
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(6, (5, 5)), (16, (5, 5))]
-    assert [(l.in_features, l.out_features) for l in linears] == [(400, 120), (120, 84), (84, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(400, 120), (120, 84), (84, 10)]
     assert sum(p.numel() for p in model.parameters()) == 61_706
 
 
 def test_hyperparameters_saved_as_plain_types() -> None:
     model = LeNet(lr=1e-3, lr_schedule="onecycle")
     assert dict(model.hparams) == {
-        "in_channels": 1, "num_classes": 10, "lr": 1e-3, "lr_schedule": "onecycle",
-        "weight_decay": 0.0, "compile": False, "channels_last": None, "cuda_graph": False,
+        "in_channels": 1,
+        "num_classes": 10,
+        "lr": 1e-3,
+        "lr_schedule": "onecycle",
+        "weight_decay": 0.0,
+        "compile": False,
+        "channels_last": None,
+        "cuda_graph": False,
     }
 
 
@@ -52,9 +58,7 @@ def test_channels_last_gives_same_logits() -> None:
 def test_channels_last_by_default_on_cpu(setting: bool | None, expected: bool) -> None:
     # oneDNN's NHWC convolutions make a CPU step ~10 % faster; on a GPU the default stays NCHW.
     model = LeNet(channels_last=setting)
-    trainer = Trainer(accelerator="cpu", devices=1, max_steps=1, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, MNISTDataModule(batch_size=32))
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(model, MNISTDataModule(batch_size=32))
     weight = model.features[3].weight  # (16, 6, 5, 5): the two formats differ (with 1 channel they coincide)
     assert weight.is_contiguous(memory_format=torch.channels_last) is expected
     assert weight.is_contiguous() is not expected

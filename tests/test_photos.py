@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from lenet_cli import explain, idx, images
+from lenet_cli.cli import main as run_cli
 from lenet_cli.data import to_model_input
 from lenet_cli.model import LeNet
 from tests import photos
-from tests.conftest import CONFIGS, CPU, run_cli
+from tests.helpers import CONFIGS, CPU
 
 PER_CONDITION = 60  # 600 photos; ~15 s to draw on 2 CPU cores
 SEED = 0
@@ -57,8 +58,16 @@ def _train(tmp_path_factory: pytest.TempPathFactory, config: str) -> Path:
     previous = Path.cwd()
     os.chdir(workdir)
     try:
-        run_cli(["fit", "--config", str(CONFIGS / f"{config}.yaml"), *CPU, "--seed_everything=1",
-                 "--trainer.logger.init_args.save_dir=runs"])
+        run_cli(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / f"{config}.yaml"),
+                *CPU,
+                "--seed_everything=1",
+                "--trainer.logger.init_args.save_dir=runs",
+            ]
+        )
     finally:
         os.chdir(previous)
     return workdir / "runs" / config / "version_0" / "checkpoints" / "best.ckpt"
@@ -89,8 +98,19 @@ def mnist_predictions(checkpoint: Path) -> dict[int, int]:
 
 def predict_folder(checkpoint: Path, folder: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Path:
     monkeypatch.chdir(workdir)
-    run_cli(["predict", *CPU, "--ckpt_path", str(checkpoint), "--data.predict_path", str(folder),
-             "--data.num_workers=2", "--prediction_writer.output_dir=out", *extra])
+    run_cli(
+        [
+            "predict",
+            *CPU,
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.predict_path",
+            str(folder),
+            "--data.num_workers=2",
+            "--prediction_writer.output_dir=out",
+            *extra,
+        ]
+    )
     return workdir / "out"
 
 
@@ -105,13 +125,13 @@ def test_the_generator_is_deterministic(tmp_path: Path) -> None:
     other = photos.generate(tmp_path / "c", test_images, test_labels, per_condition=1, seed=4)
     assert [photo.path.name for photo in first] == [f"{condition}-000.jpg" for condition in photos.CONDITIONS]
     assert [(p.index, p.label) for p in first] == [(p.index, p.label) for p in photos.plan(tmp_path, test_labels, 1, 3)]
-    for one, two, three in zip(first, again, other):
+    for one, two, three in zip(first, again, other, strict=True):
         assert one.path.read_bytes() == two.path.read_bytes()
         assert one.path.read_bytes() != three.path.read_bytes()
 
 
 def test_the_set_holds_every_condition(phone_photos: tuple[Path, list[photos.Photo], dict[str, str]]) -> None:
-    folder, listed, _ = phone_photos
+    _, listed, _ = phone_photos
     assert len(listed) >= 500
     by_condition = defaultdict(list)
     for photo in listed:
@@ -175,7 +195,9 @@ def test_clean_mnist_pngs_come_back_as_they_were() -> None:
 
 
 def test_explain_view_shows_each_step(
-    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]], trained_run: Path, tmp_path: Path,
+    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]],
+    trained_run: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder, _, _ = phone_photos
@@ -183,8 +205,9 @@ def test_explain_view_shows_each_step(
     chosen.mkdir()
     for name in ("shadow-001.jpg", "exif-002.jpg", "ruled-003.jpg", "notes.jpg"):
         (chosen / name).write_bytes((folder / name).read_bytes())
-    out = predict_folder(trained_run / "checkpoints" / "best.ckpt", chosen, tmp_path, monkeypatch,
-                         "--data.explain_dir=explained")
+    out = predict_folder(
+        trained_run / "checkpoints" / "best.ckpt", chosen, tmp_path, monkeypatch, "--data.explain_dir=explained"
+    )
     written = sorted(path.name for path in (tmp_path / "explained").iterdir())
     assert written == ["0000-exif-002.png", "0001-ruled-003.png", "0002-shadow-001.png"]  # notes.jpg: skipped
     assert (out / "predictions.png").is_file()
@@ -193,8 +216,14 @@ def test_explain_view_shows_each_step(
             assert figure.height == explain.PANEL_HEIGHT + 2 * explain.TITLE_HEIGHT + explain.GAP
             # The right-most panel is the 28×28 digit the model got, each pixel a square.
             right = figure.width - explain.GAP - explain.PANEL_HEIGHT
-            panel = figure.crop((right, 2 * explain.TITLE_HEIGHT, right + explain.PANEL_HEIGHT,
-                                 2 * explain.TITLE_HEIGHT + explain.PANEL_HEIGHT))
+            panel = figure.crop(
+                (
+                    right,
+                    2 * explain.TITLE_HEIGHT,
+                    right + explain.PANEL_HEIGHT,
+                    2 * explain.TITLE_HEIGHT + explain.PANEL_HEIGHT,
+                )
+            )
             shown = np.asarray(panel.convert("L").resize((28, 28), Image.Resampling.NEAREST))
             assert np.array_equal(shown, images.load_digit(chosen / name, name))
             assert figure.width > 4 * explain.PANEL_HEIGHT  # five panels side by side
@@ -220,7 +249,9 @@ def test_explain_figure_marks_dropped_ink(phone_photos: tuple[Path, list[photos.
 
 @pytest.mark.slow
 def test_robust_model_reads_phone_photos(
-    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]], robust_checkpoint: Path, tmp_path: Path,
+    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]],
+    robust_checkpoint: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder, listed, _ = phone_photos
@@ -236,7 +267,9 @@ def test_robust_model_reads_phone_photos(
 
 @pytest.mark.slow
 def test_mnist_yaml_model_reads_phone_photos(
-    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]], mnist_checkpoint: Path, tmp_path: Path,
+    phone_photos: tuple[Path, list[photos.Photo], dict[str, str]],
+    mnist_checkpoint: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without augmentation too: measured 98.2 % overall on this set (configs/mnist.yaml, seed 1, CPU)."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +13,12 @@ import torch
 from PIL import Image
 
 from lenet_cli import idx, plots
-from lenet_cli.cli import TRAINER_DEFAULTS, LenetCLI
-from lenet_cli.curves import TrainingCurves, read_history
-from lenet_cli.data import MNISTDataModule, to_model_input
+from lenet_cli.cli import main
+from lenet_cli.curves import read_history
+from lenet_cli.data import to_model_input
 from lenet_cli.model import LeNet
-from lenet_cli.report import EvaluationReport, summarise, to_json
-from tests.conftest import CONFIGS, CPU, run_cli
+from lenet_cli.report import summarise, to_json
+from tests.helpers import CONFIGS, CPU, read_metrics
 
 # The callbacks come from configs/mnist.yaml; quick.yaml stacked on it keeps the runs short.
 CONFIG_ARGS = ["--config", str(CONFIGS / "mnist.yaml"), "--config", str(CONFIGS / "quick.yaml")]
@@ -44,14 +42,10 @@ def console_messages() -> Iterator[list[str]]:
 def tested_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """``lenet test`` of the shared short training, with the report on: its run folder and console."""
     workdir = tmp_path_factory.mktemp("report")
-    previous = Path.cwd()
-    os.chdir(workdir)
-    try:
-        with console_messages() as messages:
-            run_cli(["test", *CONFIG_ARGS, *CPU, "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt"),
-                     "--sample_images.num_images=0"])
-    finally:
-        os.chdir(previous)
+    checkpoint = trained_run / "checkpoints" / "best.ckpt"
+    with pytest.MonkeyPatch.context() as patch, console_messages() as messages:
+        patch.chdir(workdir)
+        main(["test", *CONFIG_ARGS, *CPU, "--ckpt_path", str(checkpoint), "--sample_images.num_images=0"])
     return workdir / "runs" / "quick" / "version_0", messages
 
 
@@ -80,12 +74,13 @@ def test_report_files_written_and_announced(tested_run: tuple[Path, list[str]]) 
             assert min_size[0] <= image.width <= 3000 and min_size[1] <= image.height <= 3000, image.size
     assert not list(run.glob(".*.tmp"))  # atomic writes left no temporary files
     announced = [m for m in messages if m.startswith("Evaluation report in")]
-    assert announced and announced[0].startswith(f"Evaluation report in {Path('runs', 'quick', 'version_0')}: report.json")
+    assert announced and announced[0].startswith(
+        f"Evaluation report in {Path('runs', 'quick', 'version_0')}: report.json"
+    )
 
 
 def test_report_accuracy_is_the_logged_test_accuracy(tested_run: tuple[Path, list[str]], report: dict) -> None:
-    with (tested_run[0] / "metrics.csv").open() as f:
-        logged = [float(row["test/acc"]) for row in csv.DictReader(f) if row.get("test/acc")]
+    logged = [float(row["test/acc"]) for row in read_metrics(tested_run[0]) if row.get("test/acc")]
     assert len(logged) == 1
     assert report["accuracy"] == pytest.approx(logged[0], abs=1e-6)  # float32 in the CSV, rounded in the report
     assert report["accuracy"] == report["correct"] / report["num_images"]
@@ -149,8 +144,8 @@ def test_fit_draws_training_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(plots, "save_training_curves", record_and_draw)
     with console_messages() as messages:
-        run_cli(["fit", *CONFIG_ARGS, *CPU, "--trainer.max_epochs=2", "--trainer.limit_train_batches=5",
-                 "--trainer.limit_val_batches=2"])
+        short = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.limit_val_batches=2"]
+        main(["fit", *CONFIG_ARGS, *CPU, *short])
     run = Path("runs") / "quick" / "version_0"
     # At on_fit_end, both epochs of all four curves were already in metrics.csv and were plotted.
     assert [{name: sorted(values) for name, values in history.items()} for history in plotted] == [
@@ -160,11 +155,3 @@ def test_fit_draws_training_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with Image.open(run / "curves.png") as image:
         assert image.format == "PNG" and image.width >= 600 and image.height >= 250
     assert f"Training curves: {run / 'curves.png'}" in messages
-
-
-def test_callbacks_instantiate_from_mnist_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    cli = LenetCLI(LeNet, MNISTDataModule, run=False, trainer_defaults=TRAINER_DEFAULTS,
-                   args=["--config", str(CONFIGS / "mnist.yaml"), "--trainer.accelerator=cpu"])
-    kinds = {type(callback) for callback in cli.trainer.callbacks}
-    assert {TrainingCurves, EvaluationReport} <= kinds

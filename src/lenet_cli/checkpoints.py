@@ -1,5 +1,5 @@
-"""Finding, checking and writing checkpoints: ``best``/``last`` across processes, loading without
-running code from the file, and saves that a kill cannot leave half-written."""
+"""Reading and writing checkpoints: loading without running code from the file, checking that the
+weights fit the model, and saves that a kill cannot leave half-written."""
 
 from __future__ import annotations
 
@@ -15,25 +15,6 @@ from lightning.pytorch import LightningModule, Trainer
 
 from lenet_cli import atomic
 from lenet_cli.errors import LenetError
-
-ALIASES = ("best", "last")
-
-
-def run_folders(runs_dir: Path) -> list[Path]:
-    """``version_N`` folders of ``runs_dir``, newest (highest N) first."""
-    if not runs_dir.is_dir():
-        return []
-    versions = [(int(m.group(1)), p) for p in runs_dir.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return [path for _, path in sorted(versions, reverse=True)]
-
-
-def resolve(alias: str, runs_dir: Path) -> Path:
-    """``best``/``last``: ``checkpoints/{alias}.ckpt`` of the newest run in ``runs_dir`` that has one."""
-    for folder in run_folders(runs_dir):
-        candidate = folder / "checkpoints" / f"{alias}.ckpt"
-        if candidate.is_file():
-            return candidate
-    raise LenetError(f"--ckpt_path {alias}: no run in {runs_dir} has checkpoints/{alias}.ckpt; train one with `lenet fit` first")
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -55,7 +36,8 @@ def load(path: str | Path) -> dict[str, Any]:
             f"{path} is not a readable checkpoint (a weights-only load rejects it: {rejection(error)})"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise LenetError(f"{path} is not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise LenetError(f"{path} is not a readable checkpoint ({type(error).__name__}: {detail})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise LenetError(f"{path} is not a Lightning checkpoint (no state_dict)")
     if not any(key.startswith("features.0.") for key in checkpoint["state_dict"]):

@@ -8,32 +8,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from jsonargparse import ArgumentError
-from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, distributed, runs
+from lenet_cli import checkpoints, distributed, paths, resume
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
+from lenet_cli.lightning_internals import subcommand_parsers
 from lenet_cli.model import LeNet
+from lenet_cli.preflight import preflight
 from lenet_cli.report import EvaluationReport
+from lenet_cli.run_config import SaveRunConfig
 from lenet_cli.sample_images import SampleImages
 from lenet_cli.trainer import LenetTrainer
 from lenet_cli.writers import PredictionWriter
 
-DEBUG_VARIABLE = "LENET_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
-# Errors a user causes and can fix: main() prints them as one line. Anything else is a bug: traceback.
-USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
-
-# Runs land in runs/<name>/version_N/ (config.yaml, metrics.csv, checkpoints/best.ckpt, last.ckpt).
 TRAINER_DEFAULTS = {
     "max_epochs": 10,  # Lightning's own default (1000) is far past where LeNet stops improving
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "lenet"}},
+    "logger": paths.DEFAULT_LOGGER,
 }
 
 
@@ -52,6 +48,20 @@ SUBCOMMANDS_OF_CALLBACK = {
 
 
 class LenetCLI(LightningCLI):
+    """LightningCLI over LeNet and the MNIST datamodule, with lenet's trainer, run folders and checks."""
+
+    def __init__(
+        self,
+        model_class: type[LightningModule] = LeNet,
+        datamodule_class: type[LightningDataModule] = MNISTDataModule,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trainer_class", LenetTrainer)
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        kwargs.setdefault("auto_configure_optimizers", True)
+        super().__init__(model_class, datamodule_class, **kwargs)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # lenet's own subcommands are methods of LenetTrainer; model and datamodule come from the CLI.
@@ -69,15 +79,7 @@ class LenetCLI(LightningCLI):
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         # Always present so that best.ckpt and last.ckpt sit at stable paths of every run.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/loss",
-                "checkpoint.mode": "min",
-                "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
-                "checkpoint.enable_version_counter": False,
-            }
-        )
+        parser.set_defaults(paths.CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(SampleImages, "sample_images")
         # Always present: predict writes predictions.csv and predictions.png to the run folder.
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
@@ -85,7 +87,7 @@ class LenetCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         # The trainer loads checkpoints with torch.load(weights_only=True) too: no code runs from a file.
         # (Set here: the subcommand parsers get --weights_only after add_arguments_to_parser.)
-        for name, subcommand_parser in getattr(self, "_subcommand_parsers", {}).items():
+        for name, subcommand_parser in subcommand_parsers(self).items():
             if name in LightningCLI.subcommands():  # Trainer's own methods take weights_only
                 subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
@@ -96,11 +98,12 @@ class LenetCLI(LightningCLI):
         config = self.config[subcommand]
         if config.get("weights_only") is False:
             raise LenetError("--weights_only false is not supported: lenet never runs code from a checkpoint")
-        config["weights_only"] = True
-        runs.preflight(config)
+        if "weights_only" in config:  # Lightning's subcommands; lenet's own (export, serve) load weights-only anyway
+            config["weights_only"] = True
+        preflight(config)
         ckpt_path = config.get("ckpt_path")
-        if ckpt_path in checkpoints.ALIASES:
-            resolved = checkpoints.resolve(ckpt_path, runs_dir(config))
+        if ckpt_path in paths.CHECKPOINT_ALIASES:
+            resolved = paths.newest_checkpoint(ckpt_path, paths.config_runs_folder(config))
             print(f"--ckpt_path {ckpt_path}: using {resolved}", file=sys.stderr)
             config["ckpt_path"] = str(resolved)
         if config.get("ckpt_path"):
@@ -121,7 +124,7 @@ class LenetCLI(LightningCLI):
                 if subcommand in SUBCOMMANDS_OF_CALLBACK.get(type(callback), (subcommand,))
             ]
         if subcommand in (None, "fit"):
-            self.trainer.callbacks.extend([runs.ResumedRun(), runs.StopOnSignal()])
+            self.trainer.callbacks.extend([resume.ResumedRun(), resume.StopOnSignal()])
         self._throttle_default_progress_bar()
 
     def _throttle_default_progress_bar(self) -> None:
@@ -138,64 +141,32 @@ class LenetCLI(LightningCLI):
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
-        if callback is not None and callback.best_model_path:
-            rank_zero_info(f"Best checkpoint ({callback.monitor}={float(callback.best_model_score):.4f}): {callback.best_model_path}")
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path and callback.dirpath:
+            score = f"{callback.monitor}={float(callback.best_model_score or 'nan'):.4f}"
+            rank_zero_info(f"Best checkpoint ({score}): {callback.best_model_path}")
             rank_zero_info(f"Last checkpoint: {Path(callback.dirpath) / 'last.ckpt'}")
 
 
 def _is_progress_bar(class_path: str) -> bool:
     module, _, name = class_path.rpartition(".")
-    return isinstance(cls := getattr(importlib.import_module(module), name, None), type) and issubclass(cls, ProgressBar)
-
-
-def runs_dir(config) -> Path:
-    """The folder holding the version_N runs of this config's logger."""
-    trainer = config.get("trainer") or {}
-    logger = trainer.get("logger")
-    if isinstance(logger, list):
-        logger = logger[0] if logger else None
-    init_args = getattr(logger, "init_args", None) or {}
-    save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
-    name = init_args.get("name", "lightning_logs")
-    return Path(save_dir) / name if name else Path(save_dir)
+    return isinstance(cls := getattr(importlib.import_module(module), name, None), type) and issubclass(
+        cls, ProgressBar
+    )
 
 
 def main(args: ArgsType = None) -> None:
+    """``lenet``: parse ``args`` (default: the command line), run the subcommand, word user errors in one line."""
     try:
-        LenetCLI(
-            LeNet,
-            MNISTDataModule,
-            trainer_class=LenetTrainer,
-            args=args,
-            save_config_callback=runs.SaveRunConfig,
-            trainer_defaults=TRAINER_DEFAULTS,
-            auto_configure_optimizers=True,
-        )
-    except SIGTERMException:  # Ctrl-C or SIGTERM stopped fit; runs.StopOnSignal printed how to resume
-        sys.exit(runs.exit_status())
+        LenetCLI(args=args)
+    except SIGTERMException as stop:  # Ctrl-C or SIGTERM stopped fit; resume.StopOnSignal printed how to resume
+        sys.exit(resume.exit_status(stop))
     except (KeyboardInterrupt, *USER_ERRORS) as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise
         if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-        print(f"error: {describe(error, args)}", file=sys.stderr)
-        sys.exit(2)
-
-
-def describe(error: BaseException, args: ArgsType = None) -> str:
-    """``error`` as one line, with a pointer to more where the message alone may not be enough."""
-    if isinstance(error, OSError) and error.strerror:
-        where = f" {error.filename}" if error.filename else ""
-        message = f"{error.strerror}:{where}" if where else error.strerror
-    else:
-        message = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, LenetError):
-        return message
-    if isinstance(error, ArgumentError):
         words = args if isinstance(args, list) else sys.argv[1:]
         subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
-        return f"{message} (`lenet {subcommand + ' ' if subcommand else ''}--help` lists the options)"
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return f"out of memory: {message[:200]} (lower --data.batch_size or --data.eval_batch_size)"
-    return f"{message} ({DEBUG_VARIABLE}=1 shows the traceback)"
+        print(f"error: {describe(error, subcommand)}", file=sys.stderr)
+        sys.exit(2)

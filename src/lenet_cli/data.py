@@ -8,8 +8,8 @@ runs on; a batch is one index gather. Lightning accepts any iterable as a loader
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -30,16 +30,21 @@ def to_model_input(
     images: Tensor, mode: Literal["resize", "pad"] = "resize", device: torch.device | str = "cpu"
 ) -> Tensor:
     """uint8 (N, H, W) digits → normalised float32 (N, 1, 32, 32) on ``device``, in chunks."""
-    chunks = []
-    for chunk in images.split(8192):
-        x = chunk.to(device).unsqueeze(1).float().div_(255)
-        if mode == "resize":
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        else:
-            pad_h, pad_w = INPUT_SIZE - x.shape[-2], INPUT_SIZE - x.shape[-1]
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        chunks.append(x.sub_(MEAN).div_(STD))
-    return torch.cat(chunks)
+    return torch.cat([preprocess(chunk.to(device), mode) for chunk in images.split(8192)])
+
+
+def preprocess(digits: Tensor, mode: Literal["resize", "pad"] = "resize") -> Tensor:
+    """uint8 (N, H, W) digits → normalised float32 (N, 1, 32, 32), on their device, in one go.
+
+    Free of loops over the batch, so ``torch.export`` keeps N dynamic (``lenet export --with_preprocessing``).
+    """
+    x = digits.unsqueeze(1).float().div_(255)
+    if mode == "resize":
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    else:
+        pad_h, pad_w = INPUT_SIZE - x.shape[-2], INPUT_SIZE - x.shape[-1]
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return x.sub_(MEAN).div_(STD)
 
 
 class EpochOrder:
@@ -102,7 +107,7 @@ class TensorBatches:
         if self.drop_last:
             return (size // world) // self.batch_size
         shard_size = size // world + (1 if self.rank < size % world else 0)  # as torch.tensor_split
-        return -(-shard_size // self.batch_size)
+        return math.ceil(shard_size / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.shard().to(self.images.device, non_blocking=True)

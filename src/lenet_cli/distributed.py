@@ -7,6 +7,8 @@ import atexit
 import torch.distributed
 from lightning.pytorch import Trainer
 
+from lenet_cli.lightning_internals import thin_sigterm_broadcast
+
 SIGTERM_CHECK_EVERY_N_STEPS = 50
 
 
@@ -16,22 +18,14 @@ def throttle_sigterm_broadcast(trainer: Trainer, every_n_steps: int = SIGTERM_CH
     Lightning 2.6 broadcasts a "SIGTERM received" flag from rank 0 and reads it back with ``.item()``
     before every DDP training step (Lightning PR #20825): a host-device sync per step, which stops
     the CPU from queueing the next step while the GPU runs this one. For LeNet, whose steps are ~2 ms
-    of kernel launches, that made 2 GPUs slower than 1 (measured on 2 H100s, docs/benchmarks.md).
+    of kernel launches, that made 2 GPUs slower than 1 (docs/benchmarks.md).
     Lightning issue #21487 / PR #21640 propose this same throttle as a Trainer option; until a release
     has it, the loop's method is wrapped here. All ranks run the same steps (equal training shards),
     so they broadcast at the same global steps. A stop then takes up to ``every_n_steps`` steps
     (~0.1 s for LeNet), far inside any SIGTERM grace period.
     """
-    loop = trainer.fit_loop.epoch_loop
-    broadcast = getattr(loop, "_broadcast_sigterm_tensor", None)
-    if broadcast is None or every_n_steps <= 1:
-        return  # a Lightning without the per-step broadcast, or asked for every step
-
-    def broadcast_every_n_steps() -> None:
-        if trainer.global_step % every_n_steps == 0:
-            broadcast()
-
-    loop._broadcast_sigterm_tensor = broadcast_every_n_steps
+    if every_n_steps > 1:
+        thin_sigterm_broadcast(trainer, every_n_steps)
 
 
 def destroy_process_group() -> None:
@@ -39,10 +33,10 @@ def destroy_process_group() -> None:
 
     Lightning destroys the group at exit only for NCCL. A gloo group (CPU DDP) left to interpreter
     finalization sometimes kills a rank with "terminate called without an active exception" (SIGABRT)
-    after the run has finished and written everything: about 1 run in 6 of ``lenet test`` on 2 CPU
-    processes here, and the CI's failure. PyTorch issue #190489; its atexit fix (PR #179291) was
-    abandoned. Registered once, when ``lenet`` is imported and before any group exists, it runs after
-    every later atexit handler: Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
+    after the run has finished and written everything (about 1 run in 6 of ``lenet test`` on 2 CPU
+    processes). PyTorch issue #190489; its atexit fix (PR #179291) was abandoned. Registered once,
+    when ``lenet`` is imported and before any group exists, it runs after every later atexit handler:
+    Lightning's own NCCL teardown and ``GraphedStep.release`` come first.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -1,6 +1,12 @@
-"""The one exception type the CLI turns into a single line on stderr and a non-zero exit."""
+"""The errors a user can fix, and how ``lenet`` words them: one line on stderr and exit status 2."""
 
 from __future__ import annotations
+
+import torch
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+DEBUG_VARIABLE = "LENET_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
 
 
 class LenetError(Exception):
@@ -9,3 +15,26 @@ class LenetError(Exception):
     ``lenet_cli.cli.main`` prints ``error: <message>`` and exits with status 2 instead of a traceback;
     set ``LENET_DEBUG=1`` to get the traceback as well.
     """
+
+
+# Errors a user causes and can fix: main() prints them as one line. Anything else is a bug: traceback.
+USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
+
+
+def describe(error: BaseException, subcommand: str | None = None) -> str:
+    """``error`` as one line, with a pointer to more where the message alone may not be enough.
+
+    ``subcommand`` is the one the command line named, for the ``--help`` pointer of a parse error.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        where = f" {error.filename}" if error.filename else ""
+        message = f"{error.strerror}:{where}" if where else error.strerror
+    else:
+        message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, LenetError):
+        return message
+    if isinstance(error, ArgumentError):
+        return f"{message} (`lenet {subcommand + ' ' if subcommand else ''}--help` lists the options)"
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"out of memory: {message[:200]} (lower --data.batch_size or --data.eval_batch_size)"
+    return f"{message} ({DEBUG_VARIABLE}=1 shows the traceback)"

@@ -56,7 +56,7 @@ def figure(image: Image.Image, steps: Steps, name: str) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
     draw.text((GAP, 3), name, fill="black", font=font)
     left = GAP
-    for (title, panel), slot in zip(scaled, slots):
+    for (title, panel), slot in zip(scaled, slots, strict=True):
         draw.text((left, TITLE_HEIGHT + 2), title, fill=(60, 60, 60), font=font)
         corner = (left + (slot - panel.width) // 2, 2 * TITLE_HEIGHT)
         canvas.paste(panel, corner)

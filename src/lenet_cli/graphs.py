@@ -1,7 +1,7 @@
 """A training step's forward, loss and backward captured once as a CUDA graph, then replayed per batch.
 
-LeNet's step is ~50 small kernels launched one by one from Python: at any batch size an H100 finishes
-them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
+LeNet's step is ~50 small kernels launched one by one from Python: at any batch size a datacentre GPU
+finishes them faster than Python can launch them. Replayed as one graph they cost one launch, and the step costs
 what Lightning's loop and the optimizer cost around it (docs/benchmarks.md).
 
 The optimizer stays outside the graph, so Lightning's automatic optimization (learning-rate schedulers,
@@ -21,14 +21,16 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from lenet_cli.errors import LenetError
+from lenet_cli.lightning_internals import ddp_comm_hook
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
 
@@ -45,7 +47,7 @@ def blocker(trainer: Trainer, compiled: bool) -> str | None:
             return f"strategy {type(trainer.strategy).__name__}: only DDP's gradient all-reduce is captured"
         if ddp.find_unused_parameters and not ddp.static_graph:
             return "find_unused_parameters: DDP searches each step's autograd graph, a replay has none"
-        if getattr(trainer.strategy, "_ddp_comm_hook", None) is not None:
+        if ddp_comm_hook(trainer) is not None:
             return "ddp_comm_hook: only DDP's built-in all-reduce is captured"
     if trainer.accumulate_grad_batches != 1:
         return "accumulate_grad_batches needs gradients summed over batches; a replay overwrites them"
@@ -72,7 +74,11 @@ class GraphedStep:
     """
 
     def __init__(
-        self, step: Step, parameters: Sequence[Tensor], warmup_steps: int = 2, ddp: DistributedDataParallel | None = None
+        self,
+        step: Step,
+        parameters: Sequence[Tensor],
+        warmup_steps: int = 2,
+        ddp: DistributedDataParallel | None = None,
     ) -> None:
         self.step = step
         self.parameters = list(parameters)
@@ -96,8 +102,9 @@ class GraphedStep:
             except RuntimeError as error:  # a CUDA capture error: train on, eagerly
                 if self.ddp is not None:  # the other ranks may have captured: going eager would hang them
                     reason = str(error).splitlines()[0]
-                    raise LenetError(f"cuda_graph: capturing the DDP step failed ({reason}); "
-                                     "train with --model.cuda_graph false") from error
+                    raise LenetError(
+                        f"cuda_graph: capturing the DDP step failed ({reason}); train with --model.cuda_graph false"
+                    ) from error
                 self.failed = True
                 for parameter in self.parameters:
                     parameter.grad = None
@@ -108,17 +115,18 @@ class GraphedStep:
         else:
             self.images.copy_(images)
             self.labels.copy_(labels)
+        assert self.graph is not None  # captured above
         self.graph.replay()
         # The replay writes into these tensors. Set them again in case someone dropped them since
         # (``zero_grad(set_to_none=True)``): the optimizer would otherwise skip every parameter.
-        for parameter, gradient in zip(self.parameters, self.gradients):
+        for parameter, gradient in zip(self.parameters, self.gradients, strict=True):
             parameter.grad = gradient
         return self.outputs
 
     def release(self) -> None:
         """Frees the graph; later calls run eagerly. Under DDP it must happen before the process group is
         destroyed: NCCL's communicator teardown waits for the graphs holding its all-reduce, so a graph
-        still alive then hangs the process at exit (seen on 2 H100s)."""
+        still alive then hangs the process at exit."""
         if self.graph is not None:
             self.graph.reset()
             self.graph = None
@@ -131,7 +139,7 @@ class GraphedStep:
         # sets up lazily happens on the default stream during the capture. The caller must not hold
         # on to an eager step's loss either: its autograd graph keeps the parameters' gradient-
         # accumulation nodes, bound to the default stream, and a capture reusing them fails ("would
-        # make the legacy stream depend on a capturing blocking stream"; seen in speed.py's loop).
+        # make the legacy stream depend on a capturing blocking stream").
         if self.ddp is not None:
             # Lightning destroys the process group at exit (atexit); handlers run last-in first-out,
             # so this one frees the graph before that.
@@ -148,8 +156,7 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         # Under DDP other threads use CUDA while we capture (NCCL's watchdog queries the events of earlier
         # all-reduces); in the default "global" mode their calls could invalidate the capture. NCCL's
-        # CUDA-graph notes advise "thread_local" then: it restricts only this thread. (A precaution:
-        # the global mode was not seen to fail.)
+        # CUDA-graph notes advise "thread_local" then: it restricts only this thread.
         mode = "thread_local" if self.ddp is not None else "global"
         with torch.cuda.graph(graph, capture_error_mode=mode):  # synchronises; captures on a side stream
             outputs = self.step(self.images, self.labels)
@@ -163,6 +170,59 @@ class GraphedStep:
         self.gradients = [parameter.grad for parameter in self.parameters]
         self.graph = graph
         self.captures += 1
+
+
+class GraphedTraining(LightningModule):
+    """A LightningModule whose training step can be replayed from a CUDA graph (a :class:`GraphedStep`).
+
+    A subclass implements :meth:`train_outputs` and calls :meth:`training_outputs` from its
+    ``training_step``; the hooks below set the graph up at the start of training (when the
+    hyperparameter ``cuda_graph`` is true, the device is CUDA and :func:`blocker` finds nothing against
+    it), skip Lightning's ``zero_grad`` and ``backward`` after a replay (the replay did both), and free
+    the graph at the end. Lightning calls ``optimizer_zero_grad`` *after* ``training_step`` and before
+    ``backward``.
+    """
+
+    _graphed: GraphedStep | None = None
+    _replayed = False  # the current training step came from a graph replay
+
+    def train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss and any other outputs of a training batch, from static inputs (captured as they are)."""
+        raise NotImplementedError
+
+    def training_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`train_outputs` of the batch, from a graph replay when there is one (backward included)."""
+        outputs = self._graphed(images, labels) if self._graphed is not None else None
+        self._replayed = outputs is not None
+        if outputs is None:
+            return self.train_outputs(images, labels)
+        loss, sums = outputs
+        return loss, sums
+
+    def on_train_start(self) -> None:
+        self._graphed = None
+        if self.hparams.get("cuda_graph") and self.device.type == "cuda":
+            reason = blocker(self.trainer, compiled=bool(self.hparams.get("compile")))
+            if reason is None:
+                parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
+                ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+                self._graphed = GraphedStep(self.train_outputs, parameters, ddp=ddp)  # type: ignore[arg-type]
+            else:
+                rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
+
+    def on_train_end(self) -> None:
+        if self._graphed is not None:
+            self._graphed.release()  # its memory, and under DDP NCCL's hold on the communicator
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        # A replay has just written the gradients; once captured, they live in the graph's memory, so
+        # they are zeroed there, in place, never set to None.
+        if not self._replayed:
+            optimizer.zero_grad(set_to_none=self._graphed is None or self._graphed.graph is None)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        if not self._replayed:  # a replay did the backward
+            super().backward(loss, *args, **kwargs)
 
 
 def _release(step: weakref.ref[GraphedStep]) -> None:

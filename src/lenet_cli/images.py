@@ -137,11 +137,15 @@ def load_digits(
     failures = [result for result in results if isinstance(result, BadImage)]
     if single and failures:
         raise failures[0]
-    kept = [(file, result) for file, result in zip(files, results) if not isinstance(result, BadImage)]
+    kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
     if not kept:
-        raise LenetError(f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}")
+        raise LenetError(
+            f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
+        )
     if failures:
-        _warn(f"warning: skipped {len(failures)} of {len(files)} files of {path} that are not readable digit images:\n  {_listing(failures, chr(10) + '  ')}")
+        listing = _listing(failures, "\n  ")
+        unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
+        _warn(f"warning: skipped {unreadable}:\n  {listing}")
     if explain_dir is not None:
         _explain(Path(explain_dir), [(file, image, steps) for file, (_, image, steps) in kept])
     digits = np.stack([digit for _, (digit, _, _) in kept])
@@ -169,7 +173,9 @@ def collect(path: str) -> tuple[list[Path], bool]:
         return sorted(files, key=_natural_key), False
     if candidate.exists():
         raise LenetError(f"{candidate} is neither a file nor a folder")
-    raise LenetError(f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')")
+    raise LenetError(
+        f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')"
+    )
 
 
 def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Image.Image:
@@ -189,7 +195,9 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
             if image.format == "JPEG" and longer > WORK_SIZE:
                 # Pillow picks the largest DCT scaling that keeps the image at least this size.
                 wanted = 0.9 * WORK_SIZE / longer
-                image.draft(None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted))))
+                image.draft(
+                    None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted)))
+                )
             image.load()
             # Broken EXIF data: the pixels as stored are still a picture.
             with contextlib.suppress(Exception):
@@ -200,7 +208,9 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     except BadImage:
         raise
     except Image.DecompressionBombError as error:
-        raise BadImage(f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels") from error
+        raise BadImage(
+            f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
+        ) from error
     except Image.UnidentifiedImageError as error:
         raise BadImage(f"{name}: not an image file that can be read ({FORMATS}, …)") from error
     except PermissionError as error:
@@ -209,7 +219,7 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
         raise BadImage(f"{name}: does not exist") from error
     except IsADirectoryError as error:
         raise BadImage(f"{name}: is a folder, not an image file") from error
-    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise a grab-bag of types on broken data
+    except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BadImage(f"{name}: corrupt or truncated image ({detail})") from error
 
@@ -260,7 +270,11 @@ def light_on_dark(gray: np.ndarray) -> bool:
     test: the ink in the shadow is darker still. (A global median fails as soon as a shadow covers half
     the page, and a strip of lit paper between a shadow and the table looks just like a light stroke.)
     """
-    small = cv2.resize(gray, _fit(gray.shape, POLARITY_SIZE), interpolation=cv2.INTER_AREA) if max(gray.shape) > POLARITY_SIZE else gray
+    small = (
+        cv2.resize(gray, _fit(gray.shape, POLARITY_SIZE), interpolation=cv2.INTER_AREA)
+        if max(gray.shape) > POLARITY_SIZE
+        else gray
+    )
     low, high = float(small.min()), float(small.max())
     border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
     first, median, third = (float(value) for value in np.percentile(border, [25, 50, 75]))
@@ -353,8 +367,12 @@ def choose_digit(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]
             gap_y = max(box[1] - (top[i] + box_height[i]), top[i] - box[3], 0)
             if max(gap_x, gap_y) <= reach:
                 keep.append(i)
-                box = [min(box[0], left[i]), min(box[1], top[i]),
-                       max(box[2], left[i] + box_width[i]), max(box[3], top[i] + box_height[i])]
+                box = [
+                    min(box[0], left[i]),
+                    min(box[1], top[i]),
+                    max(box[2], left[i] + box_width[i]),
+                    max(box[3], top[i] + box_height[i]),
+                ]
                 changed = True
     chosen = np.zeros(count, dtype=bool)
     chosen[np.array(keep) + 1] = True
@@ -371,7 +389,10 @@ def render(
     # The strokes' anti-aliased edges and blur lie just outside the threshold's mask: take the darkness
     # within EDGE pixels of the chosen components, nothing of the specks and lines elsewhere.
     top, left = max(box[0] - EDGE, 0), max(box[1] - EDGE, 0)
-    darkness, chosen = darkness[top : box[2] + EDGE, left : box[3] + EDGE], chosen[top : box[2] + EDGE, left : box[3] + EDGE]
+    darkness, chosen = (
+        darkness[top : box[2] + EDGE, left : box[3] + EDGE],
+        chosen[top : box[2] + EDGE, left : box[3] + EDGE],
+    )
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE + 1, 2 * EDGE + 1))
     near = cv2.dilate(chosen.astype(np.uint8), disk).astype(bool)
     ink = np.where(near, np.clip((darkness - floor) / max(level - floor, 1e-6), 0, 1), 0).astype(np.float32)

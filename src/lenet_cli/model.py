@@ -6,40 +6,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lenet_cli.graphs import GraphedStep, blocker
-
-STAGES = ("train", "val", "test")
-
-
-class WeightedMean(Metric):
-    """Mean of per-batch values weighted by batch size; exact under DDP, where the sums are all-reduced.
-
-    (torchmetrics' MeanMetric either syncs with the host per update to check for NaN or, with
-    ``nan_strategy="disable"``, drops the weights.)
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
-
-    def update(self, value: Tensor, count: int) -> None:
-        self.total += value.detach() * count
-        self.count += count
-
-    def compute(self) -> Tensor:
-        return self.total / self.count
+from lenet_cli.graphs import GraphedTraining
+from lenet_cli.lightning_internals import attached_trainer
+from lenet_cli.metrics import WeightedMean
 
 
-class LeNet(LightningModule):
+class LeNet(GraphedTraining):
     """LeNet for 32×32 inputs: conv 6@5×5 → pool → conv 16@5×5 → pool → FC 120 → 84 → classes.
 
     Args:
@@ -51,14 +26,10 @@ class LeNet(LightningModule):
             ``--lr_scheduler`` is given on the command line.
         weight_decay: Adam weight decay.
         compile: Wrap the network in ``torch.compile`` (pays a compile time at start-up).
-        channels_last: Keep conv weights and activations in NHWC memory format. ``None`` (default):
-            on the CPU, where oneDNN's convolutions run ~10 % faster a step so; not on a GPU, where the
-            format conversions around LeNet's tiny convolutions cost more than they save.
-        cuda_graph: On CUDA devices, capture the training step's forward and backward (under DDP with
-            its gradient all-reduce) once as a CUDA graph and replay it for every batch
-            (lenet_cli.graphs). Ignored on CPU; with other multi-device strategies, DDP's
-            ``find_unused_parameters`` or a comm hook, gradient accumulation, mixed precision or
-            ``compile`` it warns and trains eagerly.
+        channels_last: NHWC memory format for the convolutions. ``None``: on the CPU only, where
+            oneDNN runs them ~10 % faster so (on a GPU the conversions cost more than they save).
+        cuda_graph: On a CUDA device, replay the training step (forward, backward, DDP's all-reduce)
+            from a CUDA graph (``lenet_cli.graphs``); where it cannot, it warns and trains eagerly.
     """
 
     def __init__(
@@ -91,18 +62,17 @@ class LeNet(LightningModule):
             nn.Linear(84, num_classes),
         )
         self.example_input_array = torch.zeros(1, in_channels, 32, 32)
-        # validate_args=False: the argument checks read values back to the host, one GPU sync per step.
-        # Loss means are metrics too, so that DDP averages them exactly.
-        # Training sums its loss and correct predictions per step into one tensor (a single add, or
-        # part of the CUDA graph) and hands them to its metrics once per epoch.
-        for stage in STAGES:
-            accuracy = WeightedMean() if stage == "train" else MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-            setattr(self, f"{stage}_acc", accuracy)
-            setattr(self, f"{stage}_loss", WeightedMean())
-        self._train_sums: Tensor | None = None  # (loss × batch size, correct) summed over the epoch
+        # Loss means are metrics too, so that DDP averages them exactly. Training sums its loss and
+        # correct predictions per step into one tensor (a single add, or part of the CUDA graph) and
+        # hands them to its metrics once per epoch. validate_args=False: the argument checks read
+        # values back to the host, one GPU sync per step.
+        self.train_loss, self.train_acc = WeightedMean(), WeightedMean()
+        self.val_loss = WeightedMean()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_loss = WeightedMean()
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self._train_sums = torch.zeros(2)  # (loss × batch size, correct) summed over the epoch
         self._train_count = 0
-        self._graphed: GraphedStep | None = None
-        self._replayed = False  # the current training step came from a graph replay
         self._network = self._forward
         self._channels_last = bool(channels_last)  # until a trainer's device decides (configure_model)
         if compile:
@@ -121,7 +91,8 @@ class LeNet(LightningModule):
         # Called by the trainer before the model moves to its device: the device is the strategy's.
         setting = self.hparams.channels_last
         if setting is None:
-            setting = self._trainer is not None and self.trainer.strategy.root_device.type == "cpu"
+            trainer = attached_trainer(self)
+            setting = trainer is not None and trainer.strategy.root_device.type == "cpu"
         self._channels_last = setting
         if self._channels_last:
             self.features.to(memory_format=torch.channels_last)
@@ -136,16 +107,14 @@ class LeNet(LightningModule):
         return loss, logits
 
     def _log_epoch(self, stage: str) -> None:
-        # Logged once per epoch, not per step: each self.log call costs ~0.1 ms of Python in Lightning's
-        # result collection, a real share of a 2 ms step. compute() all-reduces the sums under DDP, so
-        # every rank holds the exact value; sync_dist then averages equal numbers (and keeps Lightning
-        # from warning).
+        # Once per epoch: each self.log costs ~0.1 ms of Lightning's Python, a real share of a 2 ms step.
+        # compute() all-reduces under DDP; sync_dist then averages equal numbers (and keeps Lightning quiet).
         for name in ("loss", "acc"):
             metric = getattr(self, f"{stage}_{name}")
             self.log(f"{stage}/{name}", metric.compute(), prog_bar=stage == "val", sync_dist=True)
             metric.reset()
 
-    def _train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """The loss and (loss × batch size, correct predictions) of a training batch."""
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
@@ -153,20 +122,8 @@ class LeNet(LightningModule):
         return loss, torch.stack((loss.detach() * len(labels), correct.to(loss.dtype)))
 
     def on_train_start(self) -> None:
+        super().on_train_start()  # the CUDA graph, when configured
         self.on_train_epoch_start()  # a run resumed mid-epoch starts without that hook
-        self._graphed = None
-        if self.hparams.cuda_graph and self.device.type == "cuda":
-            reason = blocker(self.trainer, compiled=self.hparams.compile)
-            if reason is None:
-                parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
-                ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
-                self._graphed = GraphedStep(self._train_outputs, parameters, ddp=ddp)
-            else:
-                rank_zero_warn(f"cuda_graph is off for this run: {reason}.")
-
-    def on_train_end(self) -> None:
-        if self._graphed is not None:
-            self._graphed.release()  # its memory, and under DDP NCCL's hold on the communicator
 
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(2, device=self.device)
@@ -174,9 +131,7 @@ class LeNet(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, _ = batch
-        outputs = self._graphed(images, labels) if self._graphed is not None else None
-        self._replayed = outputs is not None
-        loss, sums = outputs if outputs is not None else self._train_outputs(images, labels)
+        loss, sums = self.training_outputs(images, labels)  # replayed from the CUDA graph when there is one
         self._train_sums += sums
         self._train_count += len(labels)
         every = self.trainer.log_every_n_steps
@@ -185,16 +140,6 @@ class LeNet(LightningModule):
             # number, a GPU sync, when written. A clone: the next replay overwrites the graph's loss.
             self.log("train/step_loss", loss.detach().clone(), on_step=True, on_epoch=False)
         return loss
-
-    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
-        # Lightning calls this after training_step, before backward. A replay has just written the
-        # gradients; once captured, they live in the graph's memory, so they are zeroed there, in place.
-        if not self._replayed:
-            optimizer.zero_grad(set_to_none=self._graphed is None or self._graphed.graph is None)
-
-    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
-        if not self._replayed:  # a replay did the backward
-            super().backward(loss, *args, **kwargs)
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -233,6 +178,6 @@ class LeNet(LightningModule):
         if self.hparams.lr_schedule == "constant":
             return optimizer
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
+            optimizer, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -9,13 +9,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: works on machines with no screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator
 
-from lenet_cli.atomic import replace_atomically  # noqa: E402
+from lenet_cli.atomic import replace_atomically
 
 
 def save_image_grid(
@@ -35,7 +35,9 @@ def save_image_grid(
     rows = max(1, math.ceil(count / columns))
     lines = max((caption.count("\n") + 1 for caption in captions), default=1)  # each needs ~0.15 in
     row_height = 1.25 + 0.15 * lines
-    figure, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, row_height * rows + (0.4 if title else 0)), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.2 * columns, row_height * rows + (0.4 if title else 0)), squeeze=False
+    )
     for position, axis in enumerate(axes.flat):
         axis.axis("off")
         if position >= count:
@@ -66,7 +68,10 @@ def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
 
 
 def save_confusion_matrix(
-    confusion: Sequence[Sequence[int]] | torch.Tensor, classes: Sequence[str], path: str | Path, title: str | None = None
+    confusion: Sequence[Sequence[int]] | torch.Tensor,
+    classes: Sequence[str],
+    path: str | Path,
+    title: str | None = None,
 ) -> Path:
     """The confusion matrix (rows: true class, columns: predicted) with its count in every cell.
 
@@ -84,8 +89,15 @@ def save_confusion_matrix(
             count = counts[true, predicted]
             if count:
                 dark = norm(count) > 0.6  # white text on the darker cells
-                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
-                          color="white" if dark else "black")
+                axis.text(
+                    predicted,
+                    true,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
     axis.set_xticks(range(size), classes)
     axis.set_yticks(range(size), classes)
     axis.set_xlabel("predicted class")

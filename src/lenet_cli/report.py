@@ -10,7 +10,6 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_confusion_matrix,
@@ -18,38 +17,13 @@ from torchmetrics.functional.classification import (
     multiclass_precision,
     multiclass_recall,
 )
-from torchmetrics.utilities import dim_zero_cat
 
 from lenet_cli import plots
 from lenet_cli.atomic import write_text_atomically
-from lenet_cli.runs import output_folder
+from lenet_cli.metrics import SamplePredictions
+from lenet_cli.paths import callback_output_folder
 
 REPORT_FILE, CONFUSION_FILE, MISCLASSIFIED_FILE = "report.json", "confusion_matrix.png", "misclassified.png"
-
-
-class SamplePredictions(Metric):
-    """Every test sample's dataset index, true class and predicted class, gathered over DDP ranks.
-
-    Kept as per-step tensors and concatenated only at ``compute``: an update never reads a value back
-    to the host (torchmetrics' confusion matrix update does, through ``torch.bincount`` on CUDA), and
-    every sample counts exactly once, since the evaluation batches split the test set without padding.
-    """
-
-    full_state_update = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        for state in ("indices", "labels", "predictions"):
-            self.add_state(state, default=[], dist_reduce_fx="cat")
-
-    def update(self, indices: Tensor, labels: Tensor, predictions: Tensor) -> None:
-        self.indices.append(indices.long())
-        self.labels.append(labels.long())
-        self.predictions.append(predictions.long())
-
-    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(indices, labels, predictions)``, each (N,) int64, in the order the samples came."""
-        return dim_zero_cat(self.indices), dim_zero_cat(self.labels), dim_zero_cat(self.predictions)
 
 
 def summarise(labels: Tensor, predictions: Tensor, num_classes: int, top_confused: int = 10) -> dict[str, Any]:
@@ -69,14 +43,15 @@ def summarise(labels: Tensor, predictions: Tensor, num_classes: int, top_confuse
     }
     support = confusion.sum(dim=1)
     per_class = {
-        name: {key: round(float(values[c]), 6) for key, values in per_class_metrics.items()} | {"support": int(support[c])}
+        name: {key: round(float(values[c]), 6) for key, values in per_class_metrics.items()}
+        | {"support": int(support[c])}
         for c, name in enumerate(classes)
     }
     errors = confusion.clone().fill_diagonal_(0)
     counts, flat = errors.flatten().sort(descending=True, stable=True)
     most_confused = [
         {"true": classes[i // num_classes], "predicted": classes[i % num_classes], "count": int(n)}
-        for n, i in zip(counts[:top_confused].tolist(), flat[:top_confused].tolist())
+        for n, i in zip(counts[:top_confused].tolist(), flat[:top_confused].tolist(), strict=True)
         if n > 0
     ]
     correct = int(confusion.trace())
@@ -133,22 +108,31 @@ class EvaluationReport(Callback):
     ) -> None:
         if not isinstance(outputs, dict) or "predictions" not in outputs:
             raise TypeError(
-                f"{type(self).__name__} needs test_step to return {{'predictions': (B,) classes}}, got {type(outputs).__name__}"
+                f"{type(self).__name__} needs test_step to return {{'predictions': (B,) classes}}, "
+                f"got {type(outputs).__name__}"
             )
         _, labels, indices = batch
         self.outcomes.update(indices, labels, outputs["predictions"])
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         indices, labels, predictions = self.outcomes.compute()  # collective under DDP: every rank calls it
-        folder = output_folder(trainer, self.output_dir)  # on every rank, as the compute above
+        folder = callback_output_folder(trainer, self.output_dir)  # on every rank, as the compute above
         self._write(trainer, pl_module, folder, indices.cpu(), labels.cpu(), predictions.cpu())
         self.outcomes.reset()
 
     @rank_zero_only
     def _write(
-        self, trainer: Trainer, pl_module: LightningModule, folder: Path, indices: Tensor, labels: Tensor, predictions: Tensor
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        folder: Path,
+        indices: Tensor,
+        labels: Tensor,
+        predictions: Tensor,
     ) -> None:
-        report = {"checkpoint": trainer.ckpt_path} | summarise(labels, predictions, pl_module.hparams.num_classes, self.top_confused)
+        report = {"checkpoint": trainer.ckpt_path} | summarise(
+            labels, predictions, pl_module.hparams.num_classes, self.top_confused
+        )
         wrong = (predictions != labels).nonzero().flatten()
         wrong = wrong[indices[wrong].argsort()]  # in test-set order, so reruns show the same images
         report["misclassified_indices"] = indices[wrong].tolist()
@@ -165,7 +149,7 @@ class EvaluationReport(Callback):
         shown = wrong[: self.max_misclassified]
         if len(shown) and raw_images is not None:
             classes = report["classes"]
-            outcomes = zip(indices[shown].tolist(), labels[shown].tolist(), predictions[shown].tolist())
+            outcomes = zip(indices[shown].tolist(), labels[shown].tolist(), predictions[shown].tolist(), strict=True)
             plots.save_image_grid(
                 raw_images[indices[shown]],
                 [f"#{index}: {classes[true]} → {classes[predicted]}" for index, true, predicted in outcomes],

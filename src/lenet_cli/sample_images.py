@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from lenet_cli.atomic import replace_atomically
-from lenet_cli.runs import output_folder
+from lenet_cli.paths import callback_output_folder
 
 
 class SampleImages(Callback):
@@ -26,10 +26,10 @@ class SampleImages(Callback):
         self.num_images, self.seed, self.output_dir = num_images, seed, output_dir
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "test", output_folder(trainer, self.output_dir))
+        self._save(trainer, pl_module, "test", callback_output_folder(trainer, self.output_dir))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer, pl_module, "predict", output_folder(trainer, self.output_dir))
+        self._save(trainer, pl_module, "predict", callback_output_folder(trainer, self.output_dir))
 
     @rank_zero_only
     def _save(self, trainer: Trainer, pl_module: LightningModule, split: str, folder: Path) -> None:
@@ -42,7 +42,7 @@ class SampleImages(Callback):
         chosen = torch.randperm(len(images), generator=generator)[: self.num_images].sort().values
         with torch.no_grad():
             predicted = pl_module(images[chosen.to(images.device)]).argmax(dim=1).cpu()
-        for index, label in zip(chosen.tolist(), predicted.tolist()):
+        for index, label in zip(chosen.tolist(), predicted.tolist(), strict=True):
             # Like every file lenet writes: complete or not there (replace_atomically makes the folder).
             with replace_atomically(folder / f"{index}_predicted_{label}.png") as temporary:
                 Image.fromarray(raw[index].numpy(), mode="L").save(temporary, format="PNG")

@@ -27,7 +27,8 @@ class LenetTrainer(Trainer):
 
         Args:
             model: The LeNet to export (its weights come from ``ckpt_path``).
-            datamodule: Unused; present so that ``--data.*`` options keep their meaning.
+            datamodule: Its ``input_mode`` is the preprocessing recorded in the file (and included with
+                ``with_preprocessing``).
             ckpt_path: ``best``, ``last``, ``pretrained`` or a checkpoint file.
             format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export.save``).
             output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the working folder.
@@ -36,7 +37,15 @@ class LenetTrainer(Trainer):
         """
         from lenet_cli import export  # noqa: PLC0415 - only this subcommand needs the exporters
 
-        export.run(self, model, ckpt_path=ckpt_path, format=format, output=output, with_preprocessing=with_preprocessing)
+        export.run(
+            self,
+            model,
+            datamodule,
+            ckpt_path=ckpt_path,
+            format=format,
+            output=output,
+            with_preprocessing=with_preprocessing,
+        )
 
     def serve(
         self,
@@ -45,22 +54,33 @@ class LenetTrainer(Trainer):
         ckpt_path: str | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
-        max_batch_size: int = 1,
-        batch_timeout: float = 0.0,
+        max_batch_size: int = 8,
+        batch_timeout: float = 0.002,
+        max_request_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         """Serve predictions over HTTP (LitServe) with a draw-a-digit page.
 
         Args:
             model: The LeNet to serve (its weights come from ``ckpt_path``).
-            datamodule: Unused; present so that ``--data.*`` options keep their meaning.
+            datamodule: Gives ``--data.input_mode``, the 28→32 step that ``lenet predict`` applies too.
             ckpt_path: ``best``, ``last``, ``pretrained`` or a checkpoint file.
-            host: Address to listen on.
+            host: Address to listen on: ``127.0.0.1`` (this machine only), ``0.0.0.0`` or ``::`` (all).
             port: TCP port to listen on.
-            max_batch_size: Requests LitServe batches into one forward pass.
+            max_batch_size: Requests LitServe batches into one forward pass (1: no batching, which
+                costs ~30 % of the throughput on a 2-core CPU: docs/serve.md).
             batch_timeout: Seconds LitServe waits to fill a batch.
+            max_request_bytes: Largest request body accepted; larger ones get a 413.
         """
         from lenet_cli import serve  # noqa: PLC0415 - only this subcommand needs LitServe
 
         serve.run(
-            self, model, ckpt_path=ckpt_path, host=host, port=port, max_batch_size=max_batch_size, batch_timeout=batch_timeout
+            self,
+            model,
+            datamodule,
+            ckpt_path=ckpt_path,
+            host=host,
+            port=port,
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            max_request_bytes=max_request_bytes,
         )

@@ -15,15 +15,25 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.paths import callback_output_folder
 from lenet_cli.plots import save_image_grid
-from lenet_cli.runs import output_folder
 
 TOP = 3  # classes listed per input
-COLUMNS = ["index", "source", "predicted", "confidence", "top2", "top2_probability", "top3", "top3_probability", "true_label"]
+COLUMNS = [
+    "index",
+    "source",
+    "predicted",
+    "confidence",
+    "top2",
+    "top2_probability",
+    "top3",
+    "top3_probability",
+    "true_label",
+]
 
 
 class Row(NamedTuple):
-    index: int  # position in the input (test-set index, or the file's place in sorted order)
+    index: int  # type: ignore[assignment]  # a field named like tuple.index, as the CSV column  # position in the input (test-set index, or the file's place in sorted order)
     classes: list[int]  # the TOP most probable classes, most probable first
     probabilities: list[float]
     label: int  # the true class, -1 when unknown
@@ -53,7 +63,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
     ) -> None:
-        folder = output_folder(trainer, self.output_dir)  # every rank, before only rank 0 goes on
+        folder = callback_output_folder(trainer, self.output_dir)  # every rank, before only rank 0 goes on
         rows = gather(local_rows(predictions))
         if rows is None:  # not rank 0
             return
@@ -85,7 +95,7 @@ def local_rows(predictions: Sequence[Any]) -> list[Row]:
     for batch in predictions:
         probabilities, classes = batch["probabilities"].float().topk(min(TOP, batch["probabilities"].shape[1]), dim=1)
         for index, top_classes, top_probabilities, label in zip(
-            batch["indices"].tolist(), classes.tolist(), probabilities.tolist(), batch["labels"].tolist()
+            batch["indices"].tolist(), classes.tolist(), probabilities.tolist(), batch["labels"].tolist(), strict=True
         ):
             rows.append(Row(index, top_classes, top_probabilities, label))
     return rows
@@ -111,7 +121,7 @@ def to_csv(rows: Sequence[Row], sources: Sequence[str] | None) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        ranked = []
+        ranked: list[int | str] = []
         for rank in range(1, TOP):
             known = rank < len(row.classes)
             ranked += [row.classes[rank], f"{row.probabilities[rank]:.4f}"] if known else ["", ""]

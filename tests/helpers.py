@@ -1,0 +1,239 @@
+"""What the tests share: paths and options, ``lenet`` in a new process, reading what a run wrote, and
+inputs made on the spot (IDX files, user-style and broken images, a run that kills itself).
+
+A plain module (``from tests.helpers import ...``); the fixtures are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from PIL import Image
+
+from lenet_cli.errors import DEBUG_VARIABLE
+from lenet_cli.writers import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+# Quiet, CPU-only, small: what every in-process CLI test adds to its arguments.
+NO_PROC = pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false"]
+# configs/quick.yaml (one short epoch, runs/quick/) on the CPU.
+QUICK = ["--config", str(CONFIGS / "quick.yaml"), *CPU]
+
+
+def quiet_trainer(**settings: Any) -> Trainer:
+    """A Trainer on one CPU device without logger, checkpoints, progress bar or summary (``settings`` win)."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return Trainer(**{"accelerator": "cpu", "devices": 1, **quiet, **settings})
+
+
+# --- lenet in a new process ---------------------------------------------------------------------------
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a ``lenet`` child, plus ``env``.
+
+    The repository is importable (``--trainer.callbacks`` may name :class:`CrashAt`) and ``LENET_DEBUG``
+    is unset, so that errors come out as the user sees them.
+    """
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    child = {key: value for key, value in os.environ.items() if key != DEBUG_VARIABLE}
+    return {**child, "PYTHONPATH": pythonpath, **(env or {})}
+
+
+def lenet_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "lenet_cli", *args]
+
+
+def lenet_subprocess(
+    args: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``lenet ARGS`` in a new process in ``cwd`` (``env`` added to the environment); its output captured."""
+    return subprocess.run(
+        lenet_command(args), cwd=cwd, env=child_env(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def error_line(stderr: str) -> str:
+    """The one ``error:`` line ``main()`` printed, checked to be the only one and the last, with no traceback.
+
+    (Warnings and Lightning's log lines may come before it.)
+    """
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in stderr and len(errors) == 1, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == errors[0], stderr[-2000:]
+    return errors[0]
+
+
+# --- What a run wrote ---------------------------------------------------------------------------------
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    """The rows of the run folder's ``metrics.csv`` (Lightning's CSVLogger: one column per metric)."""
+    with (run / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def last_logged(run: Path, key: str) -> float:
+    """The last value of metric ``key`` (``val/acc``, ``test/acc``, ...) in the run's ``metrics.csv``."""
+    values = [row[key] for row in read_metrics(run) if row.get(key)]
+    assert values, f"{run / 'metrics.csv'} has no {key}"
+    return float(values[-1])
+
+
+def read_predictions(run: Path) -> list[dict[str, str]]:
+    """The rows of ``predictions.csv``, checked to have :data:`lenet_cli.writers.COLUMNS` in order."""
+    with (run / "predictions.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- Inputs -------------------------------------------------------------------------------------------
+
+
+def write_idx(path: Path, array: torch.Tensor) -> Path:
+    """``array`` (uint8) as a plain IDX file: the format of MNIST's files."""
+    header = struct.pack(">HBB", 0, 0x08, array.dim()) + b"".join(struct.pack(">I", n) for n in array.shape)
+    path.write_bytes(header + array.contiguous().numpy().tobytes())
+    return path
+
+
+def dark_on_light_rgb(digit: np.ndarray, scale: int = 1) -> np.ndarray:
+    """A light-on-dark uint8 digit → blue ink on cream paper, uint8 (H, W, 3), ``scale`` times larger."""
+    ink = digit.astype(np.float32) / 255
+    if scale > 1:
+        size = (digit.shape[1] * scale, digit.shape[0] * scale)
+        ink = np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.BICUBIC)).clip(0, 1)
+    paper, pen = np.array([245, 240, 225], np.float32), np.array([20, 30, 90], np.float32)
+    return (paper * (1 - ink[..., None]) + pen * ink[..., None]).round().astype(np.uint8)
+
+
+def on_canvas(picture: np.ndarray, size: tuple[int, int], top: int, left: int) -> np.ndarray:
+    """``picture`` (H, W, 3) pasted at (top, left) on a canvas of its own corner's colour."""
+    canvas = np.empty((*size, 3), dtype=np.uint8)
+    canvas[:] = picture[0, 0]
+    canvas[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
+    return canvas
+
+
+def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
+    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)  # the first 16 rows; the decoder never gets there
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def truncated_png(path: Path, digit: np.ndarray) -> Path:
+    """``digit`` (uint8 (H, W)) saved as PNG, then cut to half its bytes."""
+    Image.fromarray(digit).save(path)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return path
+
+
+# --- A fit that is killed or stopped, and resumed -----------------------------------------------------
+
+STEPS_PER_EPOCH = 10
+EPOCHS = 3
+
+
+def resumable_fit_args(data_dir: Path, *extra: str) -> list[str]:
+    """``lenet fit`` of EPOCHS short epochs with a one-cycle schedule and early stopping: every kind of
+    state a resume must bring back (weights, Adam moments, scheduler, callback and loop state)."""
+    early_stopping = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/loss"}}
+    return [
+        "fit",
+        *QUICK,
+        f"--data.data_dir={data_dir}",
+        "--data.val_size=1000",
+        f"--trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        f"--trainer.max_epochs={EPOCHS}",
+        "--model.lr_schedule=onecycle",
+        "--model.lr=0.005",  # peak rate: 30 steps reach ~80 % test accuracy
+        "--seed_everything=3",
+        f"--trainer.callbacks+={json.dumps(early_stopping)}",
+        *extra,
+    ]
+
+
+class CrashAt(Callback):
+    """Kills or signals its own process during ``fit`` (given with :func:`crash_at`).
+
+    Args:
+        point: ``"batch"``: after the batch that reaches ``step``; ``"writing_last"``: half-way through
+            writing ``last.ckpt`` once ``global_step >= step``; ``"before_last"``: once ``best.ckpt``
+            of that epoch is written and ``last.ckpt`` is not.
+        step: The global step to act at.
+        signal_name: What ``"batch"`` sends: SIGKILL, SIGINT or SIGTERM.
+    """
+
+    def __init__(self, point: str, step: int, signal_name: str = "SIGKILL") -> None:
+        self.point, self.step, self.signal = point, step, getattr(signal, signal_name)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if self.point == "batch" and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signal)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        checkpoint_io = trainer.strategy.checkpoint_io
+        save = checkpoint_io.save_checkpoint
+
+        def save_then_crash(checkpoint: dict, path: str, storage_options: Any = None) -> None:
+            if trainer.global_step >= self.step and str(path).endswith("last.ckpt"):
+                if self.point == "before_last":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if self.point == "writing_last":
+                    torch.save = _write_half_then_die
+            save(checkpoint, path, storage_options)
+
+        checkpoint_io.save_checkpoint = save_then_crash
+
+
+_TORCH_SAVE = torch.save
+
+
+def _write_half_then_die(obj: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
+    """Stands in for ``torch.save``: the process dies with half the bytes written."""
+    buffer = io.BytesIO()
+    _TORCH_SAVE(obj, buffer)
+    with open(path, "wb") as f:  # whatever file the checkpoint IO writes to: the checkpoint or a temporary
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_at(point: str, step: int, signal_name: str = "SIGKILL") -> str:
+    """The option that adds :class:`CrashAt` to a ``fit``'s callbacks."""
+    init_args = {"point": point, "step": step, "signal_name": signal_name}
+    return f"--trainer.callbacks+={json.dumps({'class_path': 'tests.helpers.CrashAt', 'init_args': init_args})}"
