@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet_cli import explain, idx, images
+from lenet_cli import explain, idx, images, pretrained
 from lenet_cli.cli import main as run_cli
 from lenet_cli.data import to_model_input
 from lenet_cli.model import LeNet
@@ -48,9 +48,9 @@ def mnist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def robust_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained with configs/robust.yaml on the CPU (minutes): its best checkpoint."""
-    return _train(tmp_path_factory, "robust")
+def robust_checkpoint() -> Path:
+    """The robust model bundled with the package (configs/robust.yaml, docs/model-card.md)."""
+    return pretrained.path()
 
 
 def _train(tmp_path_factory: pytest.TempPathFactory, config: str) -> Path:
@@ -196,7 +196,6 @@ def test_clean_mnist_pngs_come_back_as_they_were() -> None:
 
 def test_explain_view_shows_each_step(
     phone_photos: tuple[Path, list[photos.Photo], dict[str, str]],
-    trained_run: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -205,9 +204,7 @@ def test_explain_view_shows_each_step(
     chosen.mkdir()
     for name in ("shadow-001.jpg", "exif-002.jpg", "ruled-003.jpg", "notes.jpg"):
         (chosen / name).write_bytes((folder / name).read_bytes())
-    out = predict_folder(
-        trained_run / "checkpoints" / "best.ckpt", chosen, tmp_path, monkeypatch, "--data.explain_dir=explained"
-    )
+    out = predict_folder(pretrained.path(), chosen, tmp_path, monkeypatch, "--data.explain_dir=explained")
     written = sorted(path.name for path in (tmp_path / "explained").iterdir())
     assert written == ["0000-exif-002.png", "0001-ruled-003.png", "0002-shadow-001.png"]  # notes.jpg: skipped
     assert (out / "predictions.png").is_file()
@@ -247,7 +244,6 @@ def test_explain_figure_marks_dropped_ink(phone_photos: tuple[Path, list[photos.
 # With a trained model ------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_robust_model_reads_phone_photos(
     phone_photos: tuple[Path, list[photos.Photo], dict[str, str]],
     robust_checkpoint: Path,
@@ -278,7 +274,6 @@ def test_mnist_yaml_model_reads_phone_photos(
     assert by_condition(out, listed, {photo.index: photo.label for photo in listed})["overall"] >= 0.97
 
 
-@pytest.mark.slow
 def test_clean_mnist_pngs_keep_their_prediction(robust_checkpoint: Path) -> None:
     arrays = idx.load(None, allow_download=False)
     model = LeNet.load_from_checkpoint(robust_checkpoint, map_location="cpu").eval()

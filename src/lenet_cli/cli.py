@@ -14,7 +14,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, distributed, paths, resume
+from lenet_cli import checkpoints, distributed, paths, pretrained, resume
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
@@ -106,6 +106,8 @@ class LenetCLI(LightningCLI):
             resolved = paths.newest_checkpoint(ckpt_path, paths.config_runs_folder(config))
             print(f"--ckpt_path {ckpt_path}: using {resolved}", file=sys.stderr)
             config["ckpt_path"] = str(resolved)
+        elif "ckpt_path" in config:  # pretrained, untrained, or none given (lenet_cli/pretrained.py)
+            config["ckpt_path"] = pretrained.resolve_option(subcommand, ckpt_path)
         if config.get("ckpt_path"):
             # Fails in one line before Lightning touches it; kept for check_fits once the model exists.
             self.checked_checkpoint = checkpoints.load(config["ckpt_path"])

@@ -9,17 +9,19 @@ Photos need more first (docs/photos.md). In order:
 
 1. decoding: the EXIF orientation applied (phones store pixels as the sensor saw them and a tag saying
    how to turn them), and a large photo reduced while it is decoded (JPEG's DCT scaling: a 12-megapixel
-   JPEG decodes at 1/8 of its size in a fraction of the full decode's time), then to a working image of
+   JPEG decodes at 1/8 of its size in half the full decode's time), then to a working image of
    at most ``WORK_SIZE`` pixels on its longer side;
-2. the lighting flattened: the paper's brightness estimated at every pixel by a morphological closing
+2. light strokes on a dark ground (MNIST itself) told from dark ink on paper, by the picture's border,
+   and turned into the latter;
+3. the lighting flattened: the paper's brightness estimated at every pixel by a morphological closing
    (the brightest value in a window wider than any stroke, then the darkest of those: strokes vanish, a
    gradient, a vignette or a shadow's edge stays), and divided out, leaving each pixel's darkness
    relative to the paper around it;
-3. ink: an Otsu threshold on that darkness, computed from the pixels darker than the paper's noise, so
+4. ink: an Otsu threshold on that darkness, computed from the pixels darker than the paper's noise, so
    that it separates the ink from faint ruled lines, not the paper from everything else;
-4. the digit: among the ink's connected components, the largest and those close to it (a 4, 5 or 7
+5. the digit: among the ink's connected components, the largest and those close to it (a 4, 5 or 7
    written in two strokes stays whole), without specks, lines or blobs that touch the picture's edge;
-5. MNIST's own steps on those strokes, kept anti-aliased (grey levels, not a mask).
+6. MNIST's own steps on those strokes, kept anti-aliased (grey levels, not a mask).
 
 OpenCV (headless) does the image operations: from the decoded picture to the 28×28 digit takes ~2.3 ms
 on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmarks/preprocess_speed.py).
