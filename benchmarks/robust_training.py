@@ -14,7 +14,7 @@ batch of B training images (un-normalise, distort, normalise, as the batch itera
 eager training step of LeNet on such a batch (forward, loss, backward, fused Adam), and prints their
 medians.
 Each (config, variant, seed) is one ``lenet fit`` in-process (``lenet_cli.cli.main``) in a temporary
-folder, timed by benchmarks/fit_timer.py (training batches only, the first epoch left out), then
+folder, timed by benchmarks/timing.py's FitTimer (training batches only, the first epoch left out), then
 ``lenet test --ckpt_path best``. The variant ``augment`` adds ``--data.augment true``, ``plain`` adds
 ``--data.augment false``, ``as-is`` leaves the config alone. With ``--photos N``, the best checkpoint
 also reads N phone-style photos per condition (tests/photos.py, generated once) and the accuracy per
@@ -154,16 +154,11 @@ def main() -> None:
                         *VARIANTS[variant],
                     ]
                     epochs = [f"--trainer.max_epochs={arguments.max_epochs}"] if arguments.max_epochs else []
-                    os.environ["LENET_FIT_TIMER"] = str(work / "timer.json")
-                    lenet(
-                        [
-                            "fit",
-                            *common,
-                            *epochs,
-                            f"--seed_everything={seed}",
-                            "--trainer.callbacks+=benchmarks.fit_timer.FitTimer",
-                        ]
-                    )
+                    timed = [
+                        "--trainer.callbacks+=benchmarks.timing.FitTimer",
+                        f"--trainer.callbacks.output={work}/timer.json",
+                    ]
+                    lenet(["fit", *common, *epochs, f"--seed_everything={seed}", *timed])
                     timer = json.loads((work / "timer.json").read_text())
                     row = {
                         "config": config,

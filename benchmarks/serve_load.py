@@ -13,9 +13,9 @@ requests' statuses (each must be a 4xx; any 5xx is counted). Runs, in order, ``-
   step (``data.to_model_input``) and network, one torch thread;
 - ``litserve``: ``lenet serve`` without batching; ``litserve-batch``: ``--max_batch_size 8
   --batch_timeout 0.002`` (``--batch-size``, ``--batch-timeout``);
-- ``litserve-mixed``: ``lenet serve`` with its defaults (batching) and every 10th request bad (``--bad-every``), cycling through:
-  not an image, an empty body, a wrong Content-Type, malformed JSON, bad base64, an image with no
-  digit, and a body declared over the size limit.
+- ``litserve-mixed``: ``lenet serve`` with its defaults (batching) and every 10th request bad
+  (``--bad-every``), cycling through: not an image, an empty body, a wrong Content-Type, malformed
+  JSON, bad base64, an image with no digit, and a body declared over the size limit.
 
 Then a soak: a fresh ``lenet serve``, 15 s of warm-up load, then ``--soak`` seconds of the same load,
 the resident memory of all its processes summed every 10 s (growth: last sample minus first). And a

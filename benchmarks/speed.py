@@ -1,62 +1,81 @@
-"""Training speed, side by side on one machine and one copy of MNIST (issue 4, part 5).
+"""Training speed side by side, in one process on one machine and one copy of MNIST.
 
 (a) tutorial  torchvision ``datasets.MNIST`` read from the bundled IDX files, PIL transforms per sample
               (Resize 32×32, ToTensor, Normalize), ``random_split`` 55 000/5 000, shuffling
               ``DataLoader``s, ``lenet_cli.model.LeNet`` and a Lightning ``Trainer``.
 (b) plain     the same LeNet layers in a plain PyTorch loop over the in-memory tensors that
               ``lenet_cli.data.MNISTDataModule`` makes, on the device; fused Adam as lenet's; no Lightning.
-(c) lenet     ``lenet fit`` itself, run in-process through ``lenet_cli.cli.main``.
+(c) lenet     ``lenet fit`` itself, in-process through ``lenet_cli.cli.main``, with progress bar,
+              logger, checkpoints and model summary off (``--lenet-full``: on, as users run it).
+NAME          each ``--variant NAME=ARGS``: ``lenet fit ARGS`` with its checkpoints and logger, progress
+              bar and model summary off.
 
-Each reports fit seconds, training images per fit second and test accuracy on the 10 000 test images.
-Fit seconds cover training and the per-epoch validation on the 5 000 held-out images (which all three
-do), nothing else: for (a) and (c) the wall time of ``trainer.fit``, for (b) the epoch loop; the
-one-time reading and decoding of the data is timed apart ("data s") and, for (c), subtracted from its
-``trainer.fit``. On CUDA the clock is read after a synchronize.
+Each run reports fit seconds, training images per fit second and test accuracy on the 10 000 test
+images (of the best checkpoint where the fit saved one, else of the final weights). Fit seconds cover
+training and the per-epoch validation on the 5 000 held-out images, nothing else: for (a), (c) and the
+variants the wall time of ``trainer.fit``, for (b) the epoch loop; the one-time reading and decoding
+of the data is timed apart ("data s") and subtracted from ``trainer.fit``. On CUDA the clock is read
+after a synchronize. Ratios are of mean fit seconds ((a)/(c): how many times faster lenet is than the
+tutorial; (c)/(b): lenet's framework overhead). "others" is the largest CPU share other processes took
+during a fit: compare runs near 0 % only.
 
-    python benchmarks/speed.py --device cpu --batch-size 32 --epochs 1
-    python benchmarks/speed.py --device cuda --which b,c --batch-size 64 --epochs 10 --seeds 3
-    python benchmarks/speed.py --device cuda --which a,c --lenet-config configs/mnist.yaml --json out.json
+    python benchmarks/speed.py --device cpu --batch-size 32 --epochs 1 --seeds 3
+    python benchmarks/speed.py --device cuda --which b,c --batch-size 1024 --epochs 8 --lr 0.01 --graph c
+    python benchmarks/speed.py --seeds 5 --variant "fast=--config configs/mnist_fast.yaml" \\
+        --variant "fast-eager=--config configs/mnist_fast.yaml --model.cuda_graph=false"
+    python benchmarks/speed.py --device cpu --limit-train-batches 20          # a smoke run of seconds
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: `benchmarks.timing` importable
+
 import argparse
-import contextlib
 import datetime
-import functools
 import gzip
 import inspect
 import json
-import logging
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
 import lightning
 import torch
 import torch.nn.functional as F
 import torchvision
 from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, random_split
 from torchvision import datasets, transforms
 
-import lenet_cli
+from benchmarks.timing import (
+    clock,
+    command_line,
+    cpu_counters,
+    environment,
+    machine_name,
+    other_cpu_share,
+    percent,
+    quiet_lightning,
+    source_version,
+    timed_methods,
+    warn_if_busy,
+    working_directory,
+)
 from lenet_cli import idx
 from lenet_cli.cli import main as lenet_main
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.graphs import GraphedStep
 from lenet_cli.model import LeNet
 
-VARIANTS = {"a": "(a) tutorial pipeline", "b": "(b) plain PyTorch loop", "c": "(c) lenet fit"}
+LABELS = {"a": "(a) tutorial pipeline", "b": "(b) plain PyTorch loop", "c": "(c) lenet fit"}
 DEFAULT_LR = inspect.signature(LeNet).parameters["lr"].default  # the tutorial's, LeNet's default
 TRAIN_SIZE, VAL_SIZE = 55_000, 5_000
 SPLIT_SEED = 42  # MNISTDataModule's default split_seed; (a) holds out a split of the same size
@@ -68,7 +87,7 @@ TUTORIAL_TRANSFORM = transforms.Compose(
 
 # The runs being compared pay for the same work only: no progress bar, checkpoint files, logger or
 # model summary. ``--lenet-full`` times (c) as users run it instead.
-QUIET_TRAINER = {
+QUIET_TRAINER: dict[str, Any] = {
     "enable_progress_bar": False,
     "enable_checkpointing": False,
     "logger": False,
@@ -86,6 +105,8 @@ QUIET_LENET_ARGS = [
     "--checkpoint.save_last=false",
     "--sample_images.num_images=0",
 ]
+# A --variant keeps its checkpoints and logger; only what draws on the console is off.
+VARIANT_ARGS = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 @dataclass
@@ -103,88 +124,6 @@ class Run:
     @property
     def images_per_second(self) -> float:
         return self.train_images / self.fit_seconds
-
-
-def clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def cpu_counters() -> tuple[float, int, int] | None:
-    """(time, clock ticks the machine was busy, ticks this process and its reaped children used); Linux."""
-    try:
-        machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[11:15]  # utime .. cstime
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = machine
-    return time.perf_counter(), user + nice + system + irq + softirq + steal, sum(int(value) for value in mine)
-
-
-def other_cpu_share(before: tuple[float, int, int] | None, after: tuple[float, int, int] | None) -> float | None:
-    """How much of the machine's CPUs other processes (and the hypervisor) took between two counters."""
-    if before is None or after is None:
-        return None
-    available = (after[0] - before[0]) * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
-    others = (after[1] - before[1]) - (after[2] - before[2])
-    return max(0.0, others / available) if available > 0 else None
-
-
-@contextlib.contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
-@contextlib.contextmanager
-def command_line(argv: list[str]) -> Iterator[None]:
-    """``sys.argv`` as ``lenet`` would see it: LightningCLI warns when it holds options besides ``args``."""
-    previous = sys.argv
-    sys.argv = argv
-    try:
-        yield
-    finally:
-        sys.argv = previous
-
-
-@contextlib.contextmanager
-def timed_methods(cls: type, names: tuple[str, ...], device: torch.device) -> Iterator[list[tuple[object, float]]]:
-    """Record ``(instance, seconds)`` for each outermost call of the methods ``names`` of ``cls`` in the block.
-
-    Patched on the class, since ``lenet fit`` builds its own instances; a timed method that calls
-    another counts once.
-    """
-    calls: list[tuple[object, float]] = []
-    originals = {name: getattr(cls, name) for name in names}
-    depth = 0
-
-    def timed(original: Callable) -> Callable:
-        @functools.wraps(original)
-        def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-            nonlocal depth
-            start = clock(device) if depth == 0 else 0.0
-            depth += 1
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                depth -= 1
-                if depth == 0:
-                    calls.append((self, clock(device) - start))
-
-        return wrapper
-
-    for name, original in originals.items():
-        setattr(cls, name, timed(original))
-    try:
-        yield calls
-    finally:
-        for name, original in originals.items():
-            setattr(cls, name, original)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -208,7 +147,7 @@ class WithIndex(Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset)  # type: ignore[arg-type]  # MNIST and random_split's Subsets have a length
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
         image, label = self.dataset[index]
@@ -260,7 +199,11 @@ def load_tensors(device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
     """The splits exactly as lenet's datamodule makes them (split, resize, normalisation), on ``device``."""
     data = MNISTDataModule()
     data.setup("fit")
-    return {split: tuple(tensor.to(device) for tensor in data.model_inputs(split)) for split in ("train", "val", "test")}
+    splits = {}
+    for split in ("train", "val", "test"):
+        images, labels = data.model_inputs(split)
+        splits[split] = (images.to(device), labels.to(device))
+    return splits
 
 
 @torch.no_grad()
@@ -322,7 +265,20 @@ def run_plain(options: argparse.Namespace, seed: int, device: torch.device) -> R
 
 
 # ---------------------------------------------------------------------------------------------------
-# (c) lenet fit
+# (c) lenet fit, and the --variant runs
+
+
+def absolute_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--config PATH`` made absolute: lenet runs in a scratch folder."""
+    resolved = []
+    for previous, arg in zip(["", *args], args, strict=False):
+        if previous == "--config":
+            resolved.append(str(Path(arg).resolve()))
+        elif arg.startswith("--config="):
+            resolved.append("--config=" + str(Path(arg.split("=", 1)[1]).resolve()))
+        else:
+            resolved.append(arg)
+    return resolved
 
 
 def lenet_args(options: argparse.Namespace, seed: int, device: torch.device) -> list[str]:
@@ -335,18 +291,22 @@ def lenet_args(options: argparse.Namespace, seed: int, device: torch.device) -> 
             f"--trainer.max_epochs={options.epochs}",
             f"--model.lr={options.lr}",
         ]
-    args += [f"--trainer.accelerator={device.type}", "--trainer.devices=1", f"--seed_everything={seed}"]
+    args += common_args(options, seed, device)
     if "c" in options.graph:
         args.append("--model.cuda_graph=true")
-    args += options.lenet_args.split()
+    args += absolute_configs(options.lenet_args.split())
+    return args + ([] if options.lenet_full else QUIET_LENET_ARGS)
+
+
+def common_args(options: argparse.Namespace, seed: int, device: torch.device) -> list[str]:
+    args = [f"--trainer.accelerator={device.type}", "--trainer.devices=1", f"--seed_everything={seed}"]
     if options.limit_train_batches:
         args.append(f"--trainer.limit_train_batches={options.limit_train_batches}")
-    if not options.lenet_full:
-        args += QUIET_LENET_ARGS
     return args
 
 
-def run_lenet(options: argparse.Namespace, seed: int, device: torch.device, workdir: Path) -> Run:
+def run_lenet(key: str, args: list[str], seed: int, device: torch.device, workdir: Path) -> Run:
+    """``lenet fit ARGS`` in ``workdir``; test accuracy of its best checkpoint if it saved one."""
     with (
         working_directory(workdir),
         timed_methods(Trainer, ("fit",), device) as fits,
@@ -354,18 +314,22 @@ def run_lenet(options: argparse.Namespace, seed: int, device: torch.device, work
         command_line([sys.argv[0]]),
     ):
         counters = cpu_counters()  # around the whole command: argument parsing is short
-        lenet_main(lenet_args(options, seed, device))
+        lenet_main(args)
         other_cpu = other_cpu_share(counters, cpu_counters())
-    ((trainer, fit_wall),) = fits
-    data_seconds = sum(seconds for _, seconds in data_calls)  # the decode runs inside trainer.fit
+    ((trainer, fit_watch),) = fits
+    data_seconds = sum(watch.seconds for _, watch in data_calls)  # the decode runs inside trainer.fit
     assert isinstance(trainer, Trainer)
-    datamodule = trainer.datamodule
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Trainer.fit
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
     with working_directory(workdir):
-        (metrics,) = trainer.test(trainer.lightning_module, datamodule=datamodule, verbose=False)
+        (metrics,) = trainer.test(
+            trainer.lightning_module, datamodule=datamodule, ckpt_path=best or None, verbose=False
+        )
     batch_size = datamodule.hparams.batch_size
     return Run(
-        "c", seed, batch_size, trainer.current_epoch, trainer.global_step * batch_size,
-        fit_wall - data_seconds, data_seconds, float(metrics["test/acc"]), other_cpu,
+        key, seed, batch_size, trainer.current_epoch, trainer.global_step * batch_size,
+        fit_watch.seconds - data_seconds, data_seconds, float(metrics["test/acc"]), other_cpu,
     )  # fmt: skip
 
 
@@ -373,89 +337,57 @@ def run_lenet(options: argparse.Namespace, seed: int, device: torch.device, work
 # Reporting
 
 
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads"
-
-
-def source_version() -> str | None:
-    """The git commit of the lenet_cli being timed, ``+dirty`` if its sources have local changes."""
-    package = Path(lenet_cli.__file__).parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=package, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None  # an installed copy, not a checkout
-    return commit + ("+dirty" if dirty else "")
-
-
 def mean(runs: list[Run], value: Callable[[Run], float]) -> float:
     return statistics.fmean(value(run) for run in runs)
 
 
-def summarise(runs: list[Run]) -> dict[str, dict[str, float]]:
-    summary = {}
-    for key in VARIANTS:
+def summarise(runs: list[Run], keys: list[str]) -> dict[str, dict[str, float | None]]:
+    summary: dict[str, dict[str, float | None]] = {}
+    for key in keys:
         mine = [run for run in runs if run.variant == key]
-        if mine:
-            summary[key] = {
-                "batch_size": mine[0].batch_size,
-                "epochs": mean(mine, lambda run: run.epochs),
-                "fit_seconds": mean(mine, lambda run: run.fit_seconds),
-                "fit_seconds_min": min(run.fit_seconds for run in mine),  # the least disturbed by other processes
-                "fit_seconds_stdev": statistics.stdev(run.fit_seconds for run in mine) if len(mine) > 1 else 0.0,
-                "images_per_second": mean(mine, lambda run: run.images_per_second),
-                "test_accuracy": mean(mine, lambda run: run.test_accuracy),
-                "data_seconds": mean(mine, lambda run: run.data_seconds),
-                "other_cpu_max": max((run.other_cpu for run in mine if run.other_cpu is not None), default=None),
-                "seeds": len(mine),
-            }
+        summary[key] = {
+            "batch_size": mine[0].batch_size,
+            "epochs": mean(mine, lambda run: run.epochs),
+            "fit_seconds": mean(mine, lambda run: run.fit_seconds),
+            "fit_seconds_min": min(run.fit_seconds for run in mine),  # the least disturbed by other processes
+            "fit_seconds_stdev": statistics.stdev(run.fit_seconds for run in mine) if len(mine) > 1 else 0.0,
+            "images_per_second": mean(mine, lambda run: run.images_per_second),
+            "test_accuracy": mean(mine, lambda run: run.test_accuracy),
+            "test_accuracy_min": min(run.test_accuracy for run in mine),
+            "data_seconds": mean(mine, lambda run: run.data_seconds),
+            "other_cpu_max": max((run.other_cpu for run in mine if run.other_cpu is not None), default=None),
+            "seeds": len(mine),
+        }
     return summary
 
 
-def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
+def ratios(summary: dict[str, dict[str, float | None]]) -> dict[str, float]:
     """Ratios of mean fit seconds (``a/c``, ``c/b``) and of the fastest seeds (``a/c min``, ``c/b min``)."""
     found = {}
     for slow, fast in (("a", "c"), ("c", "b")):
         if slow in summary and fast in summary:
-            found[f"{slow}/{fast}"] = summary[slow]["fit_seconds"] / summary[fast]["fit_seconds"]
-            found[f"{slow}/{fast} min"] = summary[slow]["fit_seconds_min"] / summary[fast]["fit_seconds_min"]
+            for name, column in ((f"{slow}/{fast}", "fit_seconds"), (f"{slow}/{fast} min", "fit_seconds_min")):
+                found[name] = float(summary[slow][column] or 0) / float(summary[fast][column] or 1)
     return found
 
 
-def percent(share: float | None) -> str:
-    return "?" if share is None else f"{100 * share:.0f} %"
-
-
-def print_table(summary: dict[str, dict[str, float]], found: dict[str, float], header: list[str]) -> None:
-    print()
-    for line in header:
-        print(line)
+def print_table(summary: dict[str, dict[str, float | None]], found: dict[str, float], header: str) -> None:
+    print(f"\n{header}")
     print(
         f"{'variant':<24}{'batch':>6}{'epochs':>7}{'fit s':>9}{'± s':>7}{'min s':>8}{'images/s':>10}{'test acc':>10}"
-        f"{'data s':>8}{'others':>8}"
+        f"{'min acc':>9}{'data s':>8}{'others':>8}"
     )
     for key, row in summary.items():
+        v = {name: float(value) for name, value in row.items() if value is not None}
         print(
-            f"{VARIANTS[key]:<24}{row['batch_size']:>6}{row['epochs']:>7.3g}{row['fit_seconds']:>9.2f}"
-            f"{row['fit_seconds_stdev']:>7.2f}{row['fit_seconds_min']:>8.2f}{row['images_per_second']:>10.0f}"
-            f"{100 * row['test_accuracy']:>9.2f}%{row['data_seconds']:>8.2f}{percent(row['other_cpu_max']):>8}"
+            f"{LABELS.get(key, key):<24}{v['batch_size']:>6.0f}{v['epochs']:>7.3g}{v['fit_seconds']:>9.2f}"
+            f"{v['fit_seconds_stdev']:>7.2f}{v['fit_seconds_min']:>8.2f}{v['images_per_second']:>10.0f}"
+            f"{100 * v['test_accuracy']:>9.2f}%{100 * v['test_accuracy_min']:>8.2f}%"
+            f"{v['data_seconds']:>8.2f}{percent(row['other_cpu_max']):>8}"
         )
     if "a/c" in found:
         print(
-            f"(a)/(c) lenet fit vs the tutorial pipeline: {found['a/c']:.2f}x faster "
-            f"({found['a/c min']:.2f}x on min s)"
+            f"(a)/(c) lenet fit vs the tutorial pipeline: {found['a/c']:.2f}x faster ({found['a/c min']:.2f}x on min s)"
         )
     if "c/b" in found:
         print(
@@ -465,13 +397,28 @@ def print_table(summary: dict[str, dict[str, float]], found: dict[str, float], h
 
 
 def parse_options(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR)
-    parser.add_argument("--which", default="a,b,c", help="comma-separated subset of a, b, c")
-    parser.add_argument("--seeds", type=int, default=1, help="repeat each variant with seeds 0..N-1; report means")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size of (a), (b), (c) (default: 64)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of (a), (b), (c) (default: 1)")
+    parser.add_argument(
+        "--lr", type=float, default=DEFAULT_LR, help=f"learning rate of (a), (b), (c) (default: {DEFAULT_LR})"
+    )
+    parser.add_argument(
+        "--which",
+        default=None,
+        help="comma-separated subset of a, b, c, run in this order (default: a,b,c; none with --variant)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also time `lenet fit ARGS` as NAME (repeatable)",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="repeat each run with seeds 0..N-1; report means")
     parser.add_argument("--limit-train-batches", type=int, default=None, help="train steps per epoch (smoke runs)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers of (a)")
     parser.add_argument(
@@ -480,22 +427,36 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--lenet-full",
         action="store_true",
-        help="time (c) with its normal progress bar, logger, checkpoints and model summary",
+        help="time (c) with its progress bar, logger, checkpoints and model summary",
     )
     parser.add_argument(
         "--graph", default="", help="comma-separated subset of b, c that replay their training step from a CUDA graph"
     )
-    parser.add_argument("--plain-channels-last", action="store_true", help="(b) in NHWC memory format, as lenet on a CPU")
-    parser.add_argument("--lenet-args", default="", help="more `lenet fit` arguments for (c), e.g. --model.channels_last=true")
-    parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    parser.add_argument(
+        "--plain-channels-last", action="store_true", help="(b) in NHWC memory format, as lenet on a CPU"
+    )
+    parser.add_argument(
+        "--lenet-args", default="", help="more `lenet fit` arguments for (c), e.g. --model.channels_last=true"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write every run, the means, ratios and machine here")
     options = parser.parse_args(argv)
-    options.which = [key.strip() for key in options.which.split(",") if key.strip()]
+    options.which = [
+        key.strip() for key in (options.which or ("" if options.variant else "a,b,c")).split(",") if key.strip()
+    ]
     options.graph = [key.strip() for key in options.graph.split(",") if key.strip()]
     if not set(options.graph) <= {"b", "c"}:
         parser.error(f"--graph takes a comma-separated subset of b,c; got {','.join(options.graph)}")
-    unknown = sorted(set(options.which) - set(VARIANTS))
-    if unknown or not options.which:
-        parser.error(f"--which takes a comma-separated subset of a,b,c; got {','.join(options.which) or 'nothing'}")
+    if sorted(set(options.which) - set(LABELS)):
+        parser.error(f"--which takes a comma-separated subset of a,b,c; got {','.join(options.which)}")
+    variants = {}
+    for spec in options.variant:
+        name, equals, args = spec.partition("=")
+        if not equals or not name.strip() or name.strip() in LABELS or name.strip() in variants:
+            parser.error(f"--variant {spec!r}: give NAME=ARGS with a new name other than a, b, c")
+        variants[name.strip()] = absolute_configs(args.split())
+    options.variant = variants
+    if not options.which and not variants:
+        parser.error("nothing to run: give --which or --variant")
     if options.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
     if options.lenet_config is not None:
@@ -510,71 +471,57 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     options = parse_options(argv)
     device = torch.device(options.device)
-    # Lightning's start-up banners and the few-workers hint would bury the results; warnings stay.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-
-    # One-time device start-up (CUDA context, kernels, thread pools) is paid before any timed variant.
+    quiet_lightning()
+    # One-time device start-up (CUDA context, kernels, thread pools) is paid before any timed run.
     warm = torch.randn(64, 64, device=device)
     (warm @ warm).sum().item()
 
+    busy = warn_if_busy()
     lightning_note = (
-        "(c) runs with its normal progress bar, logger, checkpoints and model summary (--lenet-full); "
-        "(a) without them"
+        "(c) with its progress bar, logger, checkpoints and model summary (--lenet-full)"
         if options.lenet_full
-        else "Lightning runs (a), (c): progress bar, checkpointing, logging and model summary off"
+        else "(a), (c): progress bar, checkpointing, logging and model summary off"
     )
-    counters = cpu_counters()
-    time.sleep(1.0)
-    busy = other_cpu_share(counters, cpu_counters())
-    if busy is not None and busy > 0.1:
-        print(
-            f"warning: other processes use {percent(busy)} of the {os.cpu_count()} CPUs: the timings will be slow "
-            "and noisy (see the 'others' column)",
-            file=sys.stderr,
-        )
     limit = f"; {options.limit_train_batches} train batches per epoch" if options.limit_train_batches else ""
-    header = [
-        f"device: {options.device} ({machine_name(device)}); torch {torch.__version__}, "
-        f"lightning {lightning.__version__}, torchvision {torchvision.__version__}, "
-        f"lenet_cli {source_version() or '?'}",
+    graphed = f"; CUDA graph: {','.join(options.graph)}" if options.graph else ""
+    header = f"device: {environment(device)}, torchvision {torchvision.__version__}{graphed}"
+    notes = [
         f"{lightning_note}; (a) DataLoader workers: {options.num_workers}{limit}",
         f"(c) config: {options.lenet_config}" if options.lenet_config else "(c) the same batch size, epochs and lr",
-        f"fit = training + per-epoch validation on {VAL_SIZE} images; data s = one-time read/decode, not in fit; "
-        "others = most CPU share other processes took during a fit (timings are only comparable near 0 %)",
     ]
-    for line in header:
-        print(line)
+    print(header, *notes, sep="\n")
 
+    keys = options.which + list(options.variant)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="lenet-speed-") as scratch:
         root = Path(scratch)
         if "a" in options.which:
             unpack_bundled_mnist(root)
         for seed in range(options.seeds):
-            for key in options.which:
+            for key in keys:
+                workdir = root / f"run{len(runs)}"  # lenet's runs/ of (c) and the variants
                 if key == "a":
                     run = run_tutorial(options, seed, device, root)
                 elif key == "b":
                     run = run_plain(options, seed, device)
-                else:
-                    workdir = root / f"lenet-seed{seed}"
+                elif key == "c":
                     workdir.mkdir()
-                    run = run_lenet(options, seed, device, workdir)
+                    run = run_lenet(key, lenet_args(options, seed, device), seed, device, workdir)
+                else:
+                    workdir.mkdir()
+                    args = ["fit", *options.variant[key], *common_args(options, seed, device), *VARIANT_ARGS]
+                    run = run_lenet(key, args, seed, device, workdir)
                 runs.append(run)
                 print(
-                    f"{VARIANTS[key]:<24} seed {seed}: fit {run.fit_seconds:.2f} s, "
+                    f"{LABELS.get(key, key):<24} seed {seed}: fit {run.fit_seconds:.2f} s, "
                     f"{run.images_per_second:.0f} images/s, test acc {100 * run.test_accuracy:.2f} %, "
-                    f"data {run.data_seconds:.2f} s, "
-                    f"other processes {percent(run.other_cpu)} of the CPUs",
+                    f"data {run.data_seconds:.2f} s, other processes {percent(run.other_cpu)} of the CPUs",
                     flush=True,
                 )
 
-    summary = summarise(runs)
+    summary = summarise(runs, keys)
     found = ratios(summary)
-    graphed = f"; CUDA graph: {','.join(options.graph)}" if options.graph else ""
-    print_table(summary, found, [header[0] + graphed])
+    print_table(summary, found, header)
     if options.json is not None:
         settings = vars(options).items()
         report = {
@@ -582,11 +529,12 @@ def main(argv: list[str] | None = None) -> None:
             "device": options.device,
             "machine": machine_name(device),
             "python": sys.version.split()[0],
+            "header": header,
             "torch": torch.__version__,
             "lightning": lightning.__version__,
             "torchvision": torchvision.__version__,
             "lenet_cli": source_version(),
-            "notes": header[1:],
+            "notes": notes,
             "other_cpu_before_start": busy,
             "options": {name: str(value) if isinstance(value, Path) else value for name, value in settings},
             "runs": [asdict(run) | {"images_per_second": run.images_per_second} for run in runs],

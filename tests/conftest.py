@@ -48,6 +48,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
 def serve_processes(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two ``lenet serve`` processes of the trained checkpoint, started together (their start-ups overlap):
     ``digit_server`` for the tests that talk to it, ``spare_server`` for the one that stops it."""

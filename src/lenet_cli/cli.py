@@ -34,7 +34,7 @@ TRAINER_DEFAULTS = {
 
 
 # Lightning's default progress bar redraws after every batch: ~0.17 ms a step on the 2-core CPU, a sixth
-# of a CUDA-graph training step; redrawn every 10th batch, ~0.04 ms (benchmarks/progress_bar.py).
+# of a CUDA-graph training step; redrawn every 10th batch, ~0.04 ms (benchmarks/profile_step.py progress-bar).
 PROGRESS_BAR_REFRESH_RATE = 10
 
 # Callbacks that act in some subcommands only. Lightning calls every hook of every callback on every

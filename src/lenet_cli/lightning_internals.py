@@ -72,8 +72,6 @@ def attached_trainer(module: LightningModule) -> Trainer | None:
 
 def subcommand_parsers(cli: LightningCLI) -> dict[str, Any]:
     """The parser of each subcommand (``add_arguments_to_parser`` runs before their Trainer options exist)."""
-    parsers = getattr(cli, "_subcommand_parsers", None)
-    if parsers is None:
-        warn_once("weights_only shown as true in --print_config", "LightningCLI._subcommand_parsers")
-        return {}
-    return parsers
+    # None without subcommands (``run=False``). Nothing turns off when it is missing: parse_arguments
+    # forces weights_only on the parsed config itself; only --print_config would show Lightning's default.
+    return getattr(cli, "_subcommand_parsers", None) or {}
