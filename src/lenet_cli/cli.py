@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, distributed, paths, pretrained, resume
+from lenet_cli import checkpoints, console, distributed, help, paths, pretrained, resume, run_index
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
-from lenet_cli.lightning_internals import subcommand_parsers
+from lenet_cli.lightning_internals import apply_checkpoint_hyperparameters, subcommand_parsers
 from lenet_cli.model import LeNet
 from lenet_cli.preflight import preflight
 from lenet_cli.report import EvaluationReport
@@ -47,6 +49,10 @@ SUBCOMMANDS_OF_CALLBACK = {
 }
 
 
+# Subcommands that run the trainer on data and so make a run folder (export and serve only load weights).
+RUN_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 class LenetCLI(LightningCLI):
     """LightningCLI over LeNet and the MNIST datamodule, with lenet's trainer, run folders and checks."""
 
@@ -60,12 +66,34 @@ class LenetCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("auto_configure_optimizers", True)
+        # Lightning's default, True, seeds with 0 too, after warning "No seed found"; 0 says so.
+        kwargs.setdefault("seed_everything_default", 0)
+        args = kwargs.get("args")
+        # The words of the command line (None when the arguments come as a dict or Namespace).
+        self.command_words = (
+            sys.argv[1:] if args is None else [str(word) for word in args] if isinstance(args, list) else None
+        )
+        self.help_only = False
+        if kwargs.get("run", True) and self.command_words is not None:
+            # Each subcommand's parser (Trainer, model, data, callbacks) takes ~70 ms to build, and
+            # LightningCLI builds all of them: only the one the command names is built. A bare
+            # `lenet --help` lists the subcommands from parsers without options.
+            named = help.named_subcommand(self.command_words, LenetCLI.subcommands())
+            if named is not None:
+                self.subcommands = lambda: {named: LenetCLI.subcommands()[named]}  # type: ignore[method-assign]
+            elif {"-h", "--help"} & set(self.command_words) and not {"-c", "--config"} & set(self.command_words):
+                self.help_only = True
+                kwargs["auto_configure_optimizers"] = False
+        kwargs["parser_kwargs"] = help.parser_kwargs(kwargs.get("parser_kwargs"), self.subcommands())
+        self.checked_checkpoint: dict[str, Any] | None = None
+        self.checkpoint_note: str | None = None
         super().__init__(model_class, datamodule_class, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # lenet's own subcommands are methods of LenetTrainer; model and datamodule come from the CLI.
-        return LightningCLI.subcommands() | {"export": {"model", "datamodule"}, "serve": {"model", "datamodule"}}
+        own = {"export": {"model", "datamodule"}, "serve": {"model", "datamodule"}, "runs": {"model", "datamodule"}}
+        return LightningCLI.subcommands() | own
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # argparse would take --trainer.max_epoch for --trainer.max_epochs: typos must fail instead.
@@ -74,7 +102,27 @@ class LenetCLI(LightningCLI):
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        for name, subcommand_parser in subcommand_parsers(self).items():
+            help.arrange(subcommand_parser, name)
+
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if self.help_only:
+            return
+        parser.add_argument(
+            "--seed_everything", type=bool | int, default=self.seed_everything_default, help=help.SEED_HELP
+        )
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if not self.help_only:
+            super().add_core_arguments_to_parser(parser)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if self.help_only:
+            return
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         # Always present so that best.ckpt and last.ckpt sit at stable paths of every run.
@@ -103,22 +151,40 @@ class LenetCLI(LightningCLI):
         preflight(config)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in paths.CHECKPOINT_ALIASES:
-            resolved = paths.newest_checkpoint(ckpt_path, paths.config_runs_folder(config))
-            print(f"--ckpt_path {ckpt_path}: using {resolved}", file=sys.stderr)
+            runs_folder = paths.config_runs_folder(config)
+            if ckpt_path == "best":
+                resolved, why = run_index.best_checkpoint(runs_folder)
+            else:
+                resolved, why = paths.newest_checkpoint(ckpt_path, runs_folder), f"the newest run in {runs_folder}"
+            self.checkpoint_note = f"--ckpt_path {ckpt_path}: using {resolved} ({why})"
+            if subcommand not in RUN_SUBCOMMANDS:  # no start line of its own: say it now
+                rank_zero_only(console.say)(self.checkpoint_note)
             config["ckpt_path"] = str(resolved)
         elif "ckpt_path" in config:  # pretrained, untrained, or none given (lenet_cli/pretrained.py)
-            config["ckpt_path"] = pretrained.resolve_option(subcommand, ckpt_path)
+            config["ckpt_path"], self.checkpoint_note = pretrained.resolve_option(subcommand, ckpt_path)
+            if self.checkpoint_note and subcommand not in RUN_SUBCOMMANDS:
+                rank_zero_only(console.say)(self.checkpoint_note)
         if config.get("ckpt_path"):
-            # Fails in one line before Lightning touches it; kept for check_fits once the model exists.
+            # The one read of the file: fails in one line before Lightning touches it, then serves
+            # the hyperparameters (_parse_ckpt_path), check_fits and the trainer's restore.
             self.checked_checkpoint = checkpoints.load(config["ckpt_path"])
 
-    def after_instantiate_classes(self) -> None:
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI's own reads the file again (lightning_internals.apply_checkpoint_hyperparameters).
         if self.checked_checkpoint is not None:
-            checkpoints.check_fits(self.checked_checkpoint, self.model, self.config[self.subcommand]["ckpt_path"])
-            self.checked_checkpoint = None
-        checkpoints.use_atomic_saves(self.trainer)
+            apply_checkpoint_hyperparameters(self, self.checked_checkpoint)
+
+    def after_instantiate_classes(self) -> None:
+        preloaded = None
+        if self.checked_checkpoint is not None:
+            ckpt_path = self.config[self.subcommand]["ckpt_path"]
+            checkpoints.check_fits(self.checked_checkpoint, self.model, ckpt_path)
+            preloaded, self.checked_checkpoint = (ckpt_path, self.checked_checkpoint), None
+        checkpoints.use_atomic_saves(self.trainer, preloaded)
         distributed.throttle_sigterm_broadcast(self.trainer)
         subcommand = self.subcommand
+        if subcommand in RUN_SUBCOMMANDS:
+            self.trainer.callbacks.append(self._run_record(subcommand))
         if subcommand is not None:  # with run=False the caller may fit, then test: keep them all
             self.trainer.callbacks[:] = [
                 callback
@@ -141,12 +207,56 @@ class LenetCLI(LightningCLI):
         if type(bar) is TQDMProgressBar and not any(_is_progress_bar(callback.class_path) for callback in configured):
             self.trainer.callbacks[self.trainer.callbacks.index(bar)] = TQDMProgressBar(PROGRESS_BAR_REFRESH_RATE)
 
+    def _run_record(self, subcommand: str) -> run_index.RunRecord:
+        config = self.config[subcommand]
+        configs = [str(path) for key in (self.config.get("config"), config.get("config")) for path in key or []]
+        record = {
+            "subcommand": subcommand,
+            "command": shlex.join(["lenet", *self.command_words]) if self.command_words is not None else None,
+            "configs": configs,
+            "checkpoint": config.get("ckpt_path"),
+        }
+        # The folder this command will write, fixed now (the logger picks its version_N on first use);
+        # a folder that already exists (--trainer.logger false, a given version) is not this run's own.
+        folder = planned_run_folder(self.trainer) if rank_zero_only.rank == 0 else None
+        return run_index.RunRecord(record, folder if folder is not None and not folder.exists() else None)
+
+    def _announce(self) -> None:
+        """lenet's start line: the run folder, the checkpoint and the device (rank 0, before any work)."""
+        if rank_zero_only.rank != 0 or self.subcommand is None:
+            return
+        folder = planned_run_folder(self.trainer) or Path(self.trainer.default_root_dir)
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if self.checkpoint_note:
+            weights = self.checkpoint_note
+        elif ckpt_path:
+            weights = f"{'resumes' if self.subcommand == 'fit' else 'checkpoint'} {ckpt_path}"
+        else:
+            weights = "new model" if self.subcommand == "fit" else "no checkpoint: the model's initial weights"
+        seed = self.config[self.subcommand].get("seed_everything")
+        seeded = f"seed {seed}" if seed is not False and self.subcommand == "fit" else None
+        processes = self.trainer.num_devices * self.trainer.num_nodes  # world_size is set only at launch
+        device = str(self.trainer.strategy.root_device) + (f" × {processes} processes" if processes > 1 else "")
+        details = "; ".join(part for part in (weights, seeded, f"on {device}") if part)
+        console.say(f"lenet {self.subcommand} → {folder}; {details}")
+
+    before_fit = before_validate = before_test = before_predict = _announce
+
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
         if isinstance(callback, ModelCheckpoint) and callback.best_model_path and callback.dirpath:
             score = f"{callback.monitor}={float(callback.best_model_score or 'nan'):.4f}"
             rank_zero_info(f"Best checkpoint ({score}): {callback.best_model_path}")
             rank_zero_info(f"Last checkpoint: {Path(callback.dirpath) / 'last.ckpt'}")
+
+
+def planned_run_folder(trainer: Trainer) -> Path | None:
+    """The run folder of the trainer's logger (``trainer.log_dir`` without its DDP broadcast), if any."""
+    logger = trainer.logger
+    if logger is None:
+        return None
+    folder = getattr(logger, "log_dir", None) or logger.save_dir
+    return Path(folder) if folder and "://" not in str(folder) else None
 
 
 def _is_progress_bar(class_path: str) -> bool:
@@ -158,8 +268,13 @@ def _is_progress_bar(class_path: str) -> bool:
 
 def main(args: ArgsType = None) -> None:
     """``lenet``: parse ``args`` (default: the command line), run the subcommand, word user errors in one line."""
+    words = args if isinstance(args, list) else sys.argv[1:] if args is None else []
     try:
-        LenetCLI(args=args)
+        if words[:1] == ["runs"]:  # lists folders: no parser, model, data or trainer to build
+            run_index.main(words[1:])
+            return
+        with console.quiet():
+            LenetCLI(args=args)
     except SIGTERMException as stop:  # Ctrl-C or SIGTERM stopped fit; resume.StopOnSignal printed how to resume
         sys.exit(resume.exit_status(stop))
     except (KeyboardInterrupt, *USER_ERRORS) as error:
@@ -168,7 +283,20 @@ def main(args: ArgsType = None) -> None:
         if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-        words = args if isinstance(args, list) else sys.argv[1:]
         subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
         print(f"error: {describe(error, subcommand)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if args is None:  # the command line's process, about to exit (not a call from Python)
+            exit_quickly()
+
+
+def exit_quickly() -> None:
+    """Spare the process the garbage collection that Python's exit runs over every object still alive.
+
+    For what torch and Lightning import that collection takes ~2 s on a 2-core CPU (a bare
+    ``import torch, lightning.pytorch`` pays it too); all of those objects live until the exit anyway.
+    ``gc.freeze`` moves them out of the collector's sight (public since Python 3.7): the exit then takes
+    ~0.3 s. atexit handlers still run, and everything not in a reference cycle is freed as before.
+    """
+    gc.freeze()

@@ -185,15 +185,22 @@ class MNISTDataModule(LightningDataModule):
         if stage == "predict" and self.hparams.predict_path is not None:
             if "predict" not in self.raw:
                 self._load_user_images()
+        elif stage in ("test", "predict"):
+            if "test" not in self.raw:
+                self._load_mnist(("test",))  # a sixth of the files to read: test and predict need no more
         elif "train" not in self.raw:
-            self._load_mnist()
+            self._load_mnist(("train",))
         # One shuffle seed for all ranks (drawn from the global RNG, so --seed_everything fixes it):
         # DDP ranks must cut their shards from the same permutation.
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
 
-    def _load_mnist(self) -> None:
-        arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
+    def _load_mnist(self, splits: tuple[str, ...] = ("train", "test")) -> None:
+        arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download, splits=splits)
+        if "test" in splits:
+            self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
+        if "train" not in splits:
+            return
         train_images, train_labels = arrays["train_images"], arrays["train_labels"].long()
         if not 0 < self.hparams.val_size < len(train_images):
             raise LenetError(f"val_size must be between 1 and {len(train_images) - 1}, got {self.hparams.val_size}")
@@ -202,7 +209,6 @@ class MNISTDataModule(LightningDataModule):
         train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
         self.raw["train"] = (train_images[train_index], train_labels[train_index])
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
-        self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
 
     def _load_user_images(self) -> None:
         from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
@@ -219,14 +225,19 @@ class MNISTDataModule(LightningDataModule):
 
     def digits(self, split: str) -> Tensor:
         """uint8 (N, 28, 28) images of ``split`` as read (user images after preprocessing), on the CPU."""
-        return self.raw[self._source(split)][0]
+        return self._raw(self._source(split))[0]
+
+    def _raw(self, split: str) -> tuple[Tensor, Tensor]:
+        if split == "test" and "test" not in self.raw:
+            self._load_mnist(("test",))  # setup("fit") reads only the training files
+        return self.raw[split]
 
     def model_inputs(self, split: str) -> tuple[Tensor, Tensor]:
         """Normalised 32×32 images and labels of ``split`` on the training device, made once."""
         split = self._source(split)
         device = self.device
         if split not in self.splits or self.splits[split][0].device != device:
-            images, labels = self.raw[split]
+            images, labels = self._raw(split)
             self.splits[split] = (to_model_input(images, self.hparams.input_mode, device), labels.to(device))
         return self.splits[split]
 

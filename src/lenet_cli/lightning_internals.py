@@ -75,3 +75,20 @@ def subcommand_parsers(cli: LightningCLI) -> dict[str, Any]:
     # None without subcommands (``run=False``). Nothing turns off when it is missing: parse_arguments
     # forces weights_only on the parsed config itself; only --print_config would show Lightning's default.
     return getattr(cli, "_subcommand_parsers", None) or {}
+
+
+def apply_checkpoint_hyperparameters(cli: LightningCLI, checkpoint: dict[str, Any]) -> None:
+    """What ``LightningCLI._parse_ckpt_path`` does, from a checkpoint already in memory.
+
+    LightningCLI (2.6) reads ``--ckpt_path`` with its own ``torch.load`` to put the checkpoint's
+    hyperparameters into the model's config; ``LenetCLI`` overrides that private method with this,
+    so that the file is read once per command. Should a Lightning release rename the method, the
+    override is simply unused and the file read twice (``tests/test_console.py`` counts the reads).
+    """
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    if not hparams:
+        return
+    if "_class_path" in hparams:
+        hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+    cli.config = cli.parser.parse_object({cli.config.subcommand: {"model": hparams}}, cli.config)

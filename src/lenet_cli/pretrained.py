@@ -74,17 +74,21 @@ def describe() -> str:
     return f"the robust LeNet bundled with lenet-cli{accuracy}, docs/model-card.md"
 
 
-def resolve_option(subcommand: str, ckpt_path: str | None) -> str | None:
-    """What ``--ckpt_path`` means for ``subcommand`` once the run-folder aliases are resolved.
+def resolve_option(subcommand: str, ckpt_path: str | None) -> tuple[str | None, str | None]:
+    """What ``--ckpt_path`` means for ``subcommand`` once the run-folder aliases are resolved, and the
+    line that says so (None: nothing to say).
 
     ``pretrained`` is the bundled model; ``test`` and ``predict`` take it when no ``--ckpt_path`` is
-    given, and say so. ``validate`` without one fails: it would report an untrained network's numbers.
-    ``untrained`` asks for a freshly initialised network on purpose. Each choice prints one line.
+    given. ``validate`` without one fails: it would report an untrained network's numbers.
+    ``untrained`` asks for a freshly initialised network on purpose.
     """
     if ckpt_path == UNTRAINED:
-        if subcommand != "fit":
-            print("--ckpt_path untrained: a freshly initialised network (random weights), as asked", file=sys.stderr)
-        return None
+        return (
+            None,
+            None
+            if subcommand == "fit"
+            else f"--ckpt_path {UNTRAINED}: a freshly initialised network (random weights), as asked",
+        )
     if ckpt_path == ALIAS:
         if subcommand == "fit":
             raise LenetError(
@@ -92,18 +96,15 @@ def resolve_option(subcommand: str, ckpt_path: str | None) -> str | None:
                 "does not keep; give --ckpt_path last (or a checkpoint file) of your own run"
             )
         chosen = path()
-        print(f"--ckpt_path pretrained: using {describe()}: {chosen}", file=sys.stderr)
-        return str(chosen)
+        return str(chosen), f"--ckpt_path {ALIAS}: using {describe()}: {chosen}"
     if ckpt_path is None and subcommand in ("test", "predict"):
-        chosen = path()
-        print(f"no --ckpt_path: using {describe()} (--ckpt_path best, last or a file for your own)", file=sys.stderr)
-        return str(chosen)
+        return str(path()), f"no --ckpt_path: using {describe()} (--ckpt_path best, last or a file for your own)"
     if ckpt_path is None and subcommand == "validate":
         raise LenetError(
             "lenet validate needs --ckpt_path: best, last, pretrained or a checkpoint file "
             "(or untrained, to validate a freshly initialised network)"
         )
-    return ckpt_path
+    return ckpt_path, None
 
 
 def sha256(file: Path) -> str:

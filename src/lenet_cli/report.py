@@ -18,7 +18,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from lenet_cli import plots
+from lenet_cli import mosaic, plots
 from lenet_cli.atomic import write_text_atomically
 from lenet_cli.metrics import SamplePredictions
 from lenet_cli.paths import callback_output_folder
@@ -150,7 +150,7 @@ class EvaluationReport(Callback):
         if len(shown) and raw_images is not None:
             classes = report["classes"]
             outcomes = zip(indices[shown].tolist(), labels[shown].tolist(), predictions[shown].tolist(), strict=True)
-            plots.save_image_grid(
+            mosaic.save_image_grid(
                 raw_images[indices[shown]],
                 [f"#{index}: {classes[true]} → {classes[predicted]}" for index, true, predicted in outcomes],
                 folder / MISCLASSIFIED_FILE,

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image
 
 from lenet_cli.atomic import replace_atomically
 from lenet_cli.paths import callback_output_folder
@@ -36,6 +35,8 @@ class SampleImages(Callback):
         datamodule = trainer.datamodule
         if self.num_images <= 0 or not hasattr(datamodule, "digits"):
             return
+        from PIL import Image  # noqa: PLC0415 - Pillow only when images are written
+
         images, _ = datamodule.model_inputs(split)
         raw = datamodule.digits(split)
         generator = torch.Generator().manual_seed(self.seed)

@@ -1,19 +1,146 @@
-"""Lightning's Trainer with lenet's own subcommands, ``export`` and ``serve``, as methods.
+"""Lightning's Trainer with lenet's own subcommands, ``export``, ``serve`` and ``runs``, as methods.
 
 LightningCLI makes one subcommand of each Trainer method that ``LenetCLI.subcommands`` names, with
 its arguments as options (``--ckpt_path``, ``--format``, ...), beside ``--config``, ``--model.*`` and
 ``--data.*``: the same conventions as ``fit``/``test``/``predict``. The work itself lives in its own
 module, imported only when the subcommand runs.
+
+The docstrings are the help texts: ``fit``/``validate``/``test``/``predict`` are Lightning's methods,
+described for lenet (what ``--ckpt_path best`` means, that ``--weights_only`` stays true), and the
+class docstring rewrites the ``--trainer.*`` texts whose Lightning defaults lenet changes.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 
 class LenetTrainer(Trainer):
+    """Lightning's Trainer, with lenet's defaults.
+
+    Args:
+        max_epochs: Stop training after this many epochs (lenet's default: 10; -1: no limit). An
+            EarlyStopping callback in the config may stop it sooner.
+        logger: Where each run's folder goes. lenet's default: a CSVLogger writing
+            runs/lenet/version_N/ (configs name their own, such as runs/mnist/); false: no logger,
+            and the run folder is --trainer.default_root_dir.
+        enable_checkpointing: Keep true: lenet always adds its ModelCheckpoint (--checkpoint.*);
+            ``--checkpoint.save_top_k 0 --checkpoint.save_last false`` keeps no checkpoint.
+        default_root_dir: The run folder when --trainer.logger is false (default: the working folder).
+    """
+
+    def fit(
+        self,
+        model: LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+    ) -> None:
+        """Train the model; its run folder keeps checkpoints/best.ckpt and last.ckpt, metrics and curves.
+
+        Args:
+            model: The model to train (``--model.*``).
+            train_dataloaders: Unused: the images come from ``--data.*``.
+            val_dataloaders: Unused: the images come from ``--data.*``.
+            datamodule: The images (``--data.*``).
+            ckpt_path: Continue from this checkpoint, in a new run folder: ``last`` (the last.ckpt of
+                the newest run in the config's runs folder, runs/<name>/), ``best`` (the best.ckpt
+                with the lowest val/loss there) or a checkpoint file.
+            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
+        """
+        super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+
+    def validate(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        """Evaluate a checkpoint on the validation images (val/loss, val/acc).
+
+        Args:
+            model: The model to evaluate (``--model.*``).
+            dataloaders: Unused: the images come from ``--data.*``.
+            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
+                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
+                there) or a checkpoint file; none: the model's initial, untrained weights.
+            verbose: Print the table of metrics.
+            datamodule: The images (``--data.*``).
+            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
+        """
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        """Evaluate a checkpoint on the test images; the report callback adds report.json and figures.
+
+        Args:
+            model: The model to evaluate (``--model.*``).
+            dataloaders: Unused: the images come from ``--data.*``.
+            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
+                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
+                there) or a checkpoint file; none: the model's initial, untrained weights.
+            verbose: Print the table of metrics.
+            datamodule: The images (``--data.*``).
+            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
+        """
+        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def predict(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        """Classify images (--data.predict_path, else the test set) into predictions.csv and predictions.png.
+
+        Args:
+            model: The model to predict with (``--model.*``).
+            dataloaders: Unused: the images come from ``--data.*``.
+            datamodule: The images (``--data.*``).
+            return_predictions: Also keep the predictions in memory (for use from Python).
+            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
+                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
+                there) or a checkpoint file.
+            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
+        """
+        return super().predict(model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only)
+
+    def runs(
+        self, model: LightningModule | None = None, datamodule: LightningDataModule | None = None, folder: str = "runs"
+    ) -> None:
+        """List the run folders: subcommand, when, epochs, best val/loss, test accuracy.
+
+        ``lenet runs`` is answered before any model, data or trainer exists (``lenet_cli.cli.main``);
+        this method is what LightningCLI runs when it is used from Python.
+
+        Args:
+            model: Unused.
+            datamodule: Unused.
+            folder: A folder of runs (runs/, runs/mnist/) or one run folder.
+        """
+        from lenet_cli import run_index  # noqa: PLC0415 - only this subcommand lists runs
+
+        run_index.print_runs([folder])
+
     def export(
         self,
         model: LightningModule,

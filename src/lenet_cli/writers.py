@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,10 +14,11 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.mosaic import save_image_grid
 from lenet_cli.paths import callback_output_folder
-from lenet_cli.plots import save_image_grid
 
 TOP = 3  # classes listed per input
+MAX_LISTED = 10  # skipped files named in the closing summary; the rest are counted
 COLUMNS = [
     "index",
     "source",
@@ -54,12 +54,6 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output_dir, self.grid_size = output_dir, grid_size
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        # Lightning looks for batch indices in a DataLoader's sampler, and warns that TensorBatches has
-        # none; predict_step returns each input's index itself, so nothing is missing.
-        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
-
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
     ) -> None:
@@ -85,6 +79,23 @@ class PredictionWriter(BasePredictionWriter):
             )
             written.append(str(save_grid(shown, inputs, sources, title, folder / "predictions.png")))
         print(f"Predictions of {summary}: {', '.join(written)}", file=sys.stderr)
+        skipped = skipped_files(datamodule)
+        if skipped:  # warned about while the files were read, long before this summary: say it again
+            listed = ", ".join(skipped[:MAX_LISTED])
+            listed += f" and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+            print(f"warning: skipped {len(skipped)} unreadable files (reasons above): {listed}", file=sys.stderr)
+
+
+def skipped_files(datamodule: Any) -> list[str]:
+    """The files of ``--data.predict_path`` that were not predicted on (not readable digit images)."""
+    hparams = getattr(datamodule, "hparams", None) or {}
+    sources = getattr(datamodule, "predict_sources", None)
+    if not hparams.get("predict_path") or sources is None:
+        return []
+    from lenet_cli import images  # noqa: PLC0415 - only when predicting on files
+
+    read = set(sources)
+    return [str(file) for file in images.collect(str(hparams["predict_path"]))[0] if str(file) not in read]
 
 
 def local_rows(predictions: Sequence[Any]) -> list[Row]:
