@@ -154,3 +154,70 @@ def test_threads_decode_the_same(mnist_digits: torch.Tensor, tmp_path: Path) -> 
     serial, serial_sources = images.load_digits(tmp_path)
     threaded, threaded_sources = images.load_digits(tmp_path, num_workers=2)
     assert torch.equal(serial, threaded) and serial_sources == threaded_sources
+
+
+# Photos ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(mnist_digits: torch.Tensor, tmp_path: Path, orientation: int) -> None:
+    from tests.photos import ORIENTATION_TAG, STORED
+
+    upright = Image.fromarray(dark_on_light_rgb(mnist_digits[7].numpy(), scale=4))  # a 9: no symmetry
+    stored = upright.transpose(STORED[orientation]) if orientation > 1 else upright
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    stored.save(tmp_path / "turned.png", exif=exif.tobytes())
+    upright.save(tmp_path / "upright.png")
+    assert np.array_equal(
+        images.load_digit(tmp_path / "turned.png", "turned.png"),
+        images.load_digit(tmp_path / "upright.png", "upright.png"),
+    )
+
+
+def test_large_jpegs_are_decoded_reduced(mnist_digits: torch.Tensor, tmp_path: Path) -> None:
+    big = Image.fromarray(dark_on_light_rgb(mnist_digits[0].numpy(), scale=20)).resize((4000, 3000))
+    big.save(tmp_path / "big.jpg", quality=85)
+    decoded = images.read_image(tmp_path / "big.jpg", "big.jpg")
+    assert decoded.size == (500, 375)  # JPEG's 1/8 DCT scaling: never the 12 megapixels
+    with (tmp_path / "big.jpg").open("rb") as stream:  # an open binary file, as a server has one
+        from_stream = images.load_digit(stream, "upload")
+    assert np.array_equal(from_stream, images.load_digit(tmp_path / "big.jpg", "big.jpg"))
+    big.save(tmp_path / "big.png")
+    assert max(images.read_image(tmp_path / "big.png", "big.png").size) <= 2 * images.WORK_SIZE
+
+
+def test_lighting_is_divided_out(mnist_digits: torch.Tensor) -> None:
+    """A digit under a lamp's fall-off and a shadow's edge reads as under even light; a global threshold would not."""
+    paper = dark_on_light_rgb(mnist_digits[1].numpy(), scale=10).astype(np.float32).mean(axis=2)  # 280×280
+    even = images.to_mnist(np.pad(paper, 60, constant_values=float(paper[0, 0])))
+    canvas = np.pad(paper, 60, constant_values=float(paper[0, 0]))
+    rows, columns = np.indices(canvas.shape, dtype=np.float32)
+    light = 1 - 0.6 * columns / columns.max()  # 40 % at the right edge
+    light[rows > 0.55 * canvas.shape[0]] *= 0.5  # and a shadow over the lower part, through the digit
+    lit = images.to_mnist(canvas * light)
+    assert np.abs(lit.astype(int) - even.astype(int)).mean() < 6
+
+
+def test_light_strokes_on_dark_are_told_from_shadows(mnist_digits: torch.Tensor) -> None:
+    digit = mnist_digits[2].numpy().astype(np.float32)
+    assert images.light_on_dark(digit)  # MNIST itself
+    assert not images.light_on_dark(255 - digit)
+    paper = 255 - np.pad(digit, 20)
+    shadowed = paper.copy()
+    shadowed[:, :50] *= 0.4  # a shadow over most of the page, the border included
+    assert not images.light_on_dark(shadowed)
+
+
+def test_two_stroke_digits_stay_whole_and_specks_go() -> None:
+    four = np.full((200, 200), 240.0, dtype=np.float32)
+    four[40:120, 60:70] = 30  # the left stroke and the bar of a 4, written in one go
+    four[110:120, 60:140] = 30
+    four[30:170, 120:130] = 30  # the right stroke, lifted pen: a second component
+    speck = four.copy()
+    speck[185:188, 10:13] = 30  # a speck in a corner
+    speck[5:8, 150:153] = 30
+    whole = images.to_mnist(four)
+    assert np.array_equal(images.to_mnist(speck), whole)
+    rows, _ = np.nonzero(whole)
+    assert rows.max() - rows.min() + 1 >= 19  # the taller right stroke sets the size: both strokes are in

@@ -16,7 +16,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, console, distributed, help, paths, resume, run_index
+from lenet_cli import checkpoints, console, distributed, help, paths, pretrained, resume, run_index
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
@@ -160,6 +160,10 @@ class LenetCLI(LightningCLI):
             if subcommand not in RUN_SUBCOMMANDS:  # no start line of its own: say it now
                 rank_zero_only(console.say)(self.checkpoint_note)
             config["ckpt_path"] = str(resolved)
+        elif "ckpt_path" in config:  # pretrained, untrained, or none given (lenet_cli/pretrained.py)
+            config["ckpt_path"], self.checkpoint_note = pretrained.resolve_option(subcommand, ckpt_path)
+            if self.checkpoint_note and subcommand not in RUN_SUBCOMMANDS:
+                rank_zero_only(console.say)(self.checkpoint_note)
         if config.get("ckpt_path"):
             # The one read of the file: fails in one line before Lightning touches it, then serves
             # the hyperparameters (_parse_ckpt_path), check_fits and the trainer's restore.

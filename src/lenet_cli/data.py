@@ -9,8 +9,8 @@ runs on; a batch is one index gather. Lightning accepts any iterable as a loader
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
 from lenet_cli import idx
+from lenet_cli.augment import Augmentation, epoch_generator
 from lenet_cli.errors import LenetError
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels on [0, 1]
@@ -68,6 +69,8 @@ class TensorBatches:
     Under DDP each rank takes its own part. Training (``drop_last``) gives every rank the same number
     of samples, as gradient all-reduce needs; evaluation splits 0..n-1 into contiguous parts so each
     sample is seen exactly once over all ranks (no padding duplicates, unlike DistributedSampler).
+    With ``augment``, each gathered batch is distorted (lenet_cli.augment) by a generator seeded with
+    the shuffle seed, the epoch and the rank: a rerun repeats the distortions, and ranks differ.
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        augment: Augmentation | None = None,
     ) -> None:
         self.images, self.labels = images, labels
+        self.augment = augment
         self.batch_size, self.drop_last = batch_size, drop_last
         self.rank, self.world_size = rank, world_size
         self.sampler = EpochOrder(len(images), shuffle, seed)
@@ -107,9 +112,16 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         order = self.shard().to(self.images.device, non_blocking=True)
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        augment = self.augment
+        if augment is not None:
+            generator = epoch_generator(self.images.device, self.sampler.seed, self.sampler.epoch, self.rank)
         for start in range(0, stop, self.batch_size):
             indices = order[start : start + self.batch_size]
-            yield self.images[indices], self.labels[indices], indices
+            images = self.images[indices]  # a new tensor: the gather copies
+            if augment is not None:
+                # Distorted as intensities (background 0), then normalised again as the model expects.
+                images = augment(images.mul_(STD).add_(MEAN), generator).sub_(MEAN).div_(STD)
+            yield images, self.labels[indices], indices
 
 
 class MNISTDataModule(LightningDataModule):
@@ -129,6 +141,11 @@ class MNISTDataModule(LightningDataModule):
         predict_path: Image file, folder or glob to predict on instead of the MNIST test set.
         num_workers: Threads decoding ``predict_path`` images (0: the main thread). MNIST itself is
             decoded once into memory and needs no workers.
+        augment: Distort every training image at random on the training device (rotation, scale,
+            shift, shear, stroke thickness; lenet_cli.augment): ``true`` for the defaults, or the
+            amounts (``--data.augment.rotation 10``). Validation, test and predict images are not.
+        explain_dir: Folder where ``predict`` writes, per ``predict_path`` image, its preprocessing steps
+            side by side (original, flattened, ink, chosen strokes, the 28×28 the model sees).
     """
 
     in_channels = 1
@@ -145,11 +162,16 @@ class MNISTDataModule(LightningDataModule):
         download: bool = True,
         predict_path: str | None = None,
         num_workers: int = 0,
+        augment: bool | Augmentation = False,
+        explain_dir: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise LenetError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
-        self.save_hyperparameters()
+        self.augment = _augmentation(augment)
+        self.save_hyperparameters(ignore=["augment"])
+        # Plain values only: the hyperparameters go into checkpoints, which load with weights_only.
+        self.hparams["augment"] = self.augment.as_dict() if self.augment is not None else False
         self.raw: dict[str, tuple[Tensor, Tensor]] = {}  # uint8 (N, 28, 28) images, int64 labels, on the CPU
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # model inputs on the device (model_inputs)
         self.predict_sources: list[str] | None = None  # file names when predicting on user images
@@ -191,7 +213,9 @@ class MNISTDataModule(LightningDataModule):
     def _load_user_images(self) -> None:
         from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
 
-        digits, sources = images.load_digits(self.hparams.predict_path, num_workers=self.hparams.num_workers)
+        digits, sources = images.load_digits(
+            self.hparams.predict_path, num_workers=self.hparams.num_workers, explain_dir=self.hparams.explain_dir
+        )
         self.predict_sources = sources
         self.raw["predict"] = (digits, torch.full((len(digits),), -1, dtype=torch.long))
 
@@ -229,6 +253,7 @@ class MNISTDataModule(LightningDataModule):
             seed=self.shuffle_seed,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            augment=self.augment if train else None,
         )
 
     def train_dataloader(self) -> TensorBatches:
@@ -242,3 +267,12 @@ class MNISTDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches:
         return self._batches("predict")
+
+
+def _augmentation(augment: bool | Augmentation | Mapping[str, Any]) -> Augmentation | None:
+    # A checkpoint's hyperparameters hold the amounts as a dict (see MNISTDataModule.__init__).
+    if isinstance(augment, Mapping):
+        return Augmentation(**augment)
+    if augment is True:
+        return Augmentation()
+    return augment if isinstance(augment, Augmentation) else None

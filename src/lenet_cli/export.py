@@ -77,7 +77,9 @@ def run(
     if format not in FORMATS:
         raise LenetError(f"--format {format}: unknown format; use one of {', '.join(FORMATS)}")
     if ckpt_path is None:
-        raise LenetError("lenet export needs --ckpt_path (best, last or a checkpoint file): the weights to export")
+        raise LenetError(
+            "lenet export needs --ckpt_path (best, last, pretrained or a checkpoint file): the weights to export"
+        )
     target = output_path(output, format)
     if format == "onnx":
         require_onnx_tools()

@@ -4,70 +4,154 @@ MNIST itself was made this way (LeCun et al.): each digit, light on dark, was sc
 box keeping its aspect ratio, then placed in a 28×28 field so that its centre of mass sits at the
 centre (pixel (14, 14), as measured on the bundled test set). A model trained on MNIST expects
 exactly that, so a photo or drawing of a digit goes through the same steps before prediction.
+
+Photos need more first (docs/photos.md). In order:
+
+1. decoding: the EXIF orientation applied (phones store pixels as the sensor saw them and a tag saying
+   how to turn them), and a large photo reduced while it is decoded (JPEG's DCT scaling: a 12-megapixel
+   JPEG decodes at 1/8 of its size in half the full decode's time), then to a working image of
+   at most ``WORK_SIZE`` pixels on its longer side;
+2. light strokes on a dark ground (MNIST itself) told from dark ink on paper, by the picture's border,
+   and turned into the latter;
+3. the lighting flattened: the paper's brightness estimated at every pixel by a morphological closing
+   (the brightest value in a window wider than any stroke, then the darkest of those: strokes vanish, a
+   gradient, a vignette or a shadow's edge stays), and divided out, leaving each pixel's darkness
+   relative to the paper around it;
+4. ink: an Otsu threshold on that darkness, computed from the pixels darker than the paper's noise, so
+   that it separates the ink from faint ruled lines, not the paper from everything else;
+5. the digit: among the ink's connected components, the largest and those close to it (a 4, 5 or 7
+   written in two strokes stays whole), without specks, lines or blobs that touch the picture's edge;
+6. MNIST's own steps on those strokes, kept anti-aliased (grey levels, not a mask).
+
+OpenCV (headless) does the image operations: from the decoded picture to the 28×28 digit takes ~2.3 ms
+on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmarks/preprocess_speed.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import re
 import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import cv2
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lenet_cli.errors import LenetError
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (rows and columns)
-INK_THRESHOLD = 0.2  # fraction of the darkest-to-lightest range that counts as the digit (not noise)
 MAX_LISTED = 10  # skipped files named one by one in a message; the rest are counted
 FORMATS = "PNG, JPEG, BMP, TIFF, GIF"
+
+WORK_SIZE = 512  # the working image's longer side, in pixels: a digit of a tenth of a photo is ~40 px there
+# The closing's window, as a fraction of the working image's shorter side: wider than the strokes of a
+# digit that fills the picture, narrower than the lighting changes. At least BACKGROUND_MIN_WINDOW px:
+# on an MNIST-sized image it spans the whole digit and the paper comes out flat, unchanged.
+BACKGROUND_WINDOW = 0.25
+BACKGROUND_MIN_WINDOW = 15
+POLARITY_SIZE = 128  # pixels on the longer side at which light-on-dark is told from dark-on-light
+EVEN_BORDER = 0.15  # a border whose middle half spans less than this fraction of the range is even
+DARK_GROUND = 0.25  # ... and it is a dark ground when its median lies in this lowest part of the range
+NOISE_SIGMAS = 5.0  # darkness more than this many standard deviations of the paper's noise may be ink
+MIN_FLOOR = 0.04  # ... and at least this much darker than the paper around it (4 %: JPEG noise, grain)
+MIN_CONTRAST = 0.15  # ink is at least 15 % darker than its paper: below that the picture is blank
+MIN_INK = 0.3  # a digit's strokes are mostly 30 % darker than the paper: faint lines and grain are not
+SPECK_FRACTION = 0.03  # components smaller than this fraction of the largest are specks or grain
+REACH = 0.35  # a stroke belongs to the digit when its box is this close (× the digit's size) to the digit's
+SPAN = 0.9  # a component as long as this fraction of the picture's width or height is a line or an edge
+CENTRAL = 0.3  # a component touching the edge is kept only if its centre is within this of the middle
+EDGE = 2  # pixels around the ink's mask that still belong to its strokes (anti-aliasing, blur)
+CROP_LEVEL = 0.2  # grey level (of 1) above which a pixel counts for the digit's bounding box
 
 
 class BadImage(LenetError):
     """One file that cannot be used as a digit image; the message names the file."""
 
 
-def load_digits(path: str | Path, num_workers: int = 0) -> tuple[torch.Tensor, list[str]]:
+@dataclass
+class Steps:
+    """What the preprocessing of one picture saw, for ``--data.explain_dir`` (lenet_cli.explain).
+
+    ``gray`` to ``chosen`` are at the working size; ``digit`` is what the model gets.
+    """
+
+    gray: np.ndarray  # float32 (H, W): the decoded picture, paper light
+    flattened: np.ndarray  # float32 (H, W): brightness divided by the paper's, 1 = paper
+    ink: np.ndarray  # bool (H, W): darker than the threshold
+    chosen: np.ndarray  # bool (H, W): the components kept as the digit
+    digit: np.ndarray  # uint8 (28, 28), light on dark
+    threshold: float  # darkness (of 1) above which a pixel is ink
+    inverted: bool  # the picture was light on dark, and was inverted first
+
+
+def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
+    """One picture (a file path or an open binary file) → uint8 (28, 28), light on dark, MNIST-style.
+
+    Raises BadImage naming ``name`` when it cannot be decoded or holds no digit.
+    """
+    return to_mnist(read_grayscale(source, name), name)
+
+
+def load_digits(
+    path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """Digits of the image file, folder or glob ``path``: uint8 (N, 28, 28) light on dark, and sources.
 
     A single file that cannot be used fails; from a folder or glob the good files are kept and the
     bad ones listed in a warning, failing only when none is left. ``num_workers`` threads decode the
-    files (Pillow decodes without holding the GIL).
+    files (Pillow and OpenCV work without holding the GIL). With ``explain_dir``, each digit's steps
+    are drawn into ``explain_dir/NNNN-<name>.png`` (NNNN: its index in predictions.csv).
     """
     files, single = collect(str(path))
-    # Pillow only warns for images between MAX_IMAGE_PIXELS and twice that; read_grayscale refuses
+    explain = explain_dir is not None
+
+    def attempt(file: Path) -> tuple[np.ndarray, Image.Image | None, Steps | None] | BadImage:
+        try:
+            if not explain:
+                return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
+            # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
+            steps = preprocess(read_grayscale(file, str(file)), str(file))
+            return steps.digit, read_image(file, str(file), colour=True), steps
+        except BadImage as error:
+            return error
+
+    # Pillow only warns for images between MAX_IMAGE_PIXELS and twice that; read_image refuses
     # them itself, so the warning would be noise. Set here, in the calling thread, as filters are global.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         if num_workers > 0 and len(files) > 1:
             with ThreadPoolExecutor(max_workers=num_workers) as pool:
-                results = list(pool.map(_digit_or_error, files))
+                results = list(pool.map(attempt, files))
         else:
-            results = [_digit_or_error(file) for file in files]
+            results = [attempt(file) for file in files]
 
     failures = [result for result in results if isinstance(result, BadImage)]
     if single and failures:
         raise failures[0]
-    digits = [result for result in results if not isinstance(result, BadImage)]
-    sources = [str(file) for file, result in zip(files, results) if not isinstance(result, BadImage)]
-    if not digits:
+    kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
+    if not kept:
         raise LenetError(
             f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
         )
     if failures:
-        _warn(
-            f"warning: skipped {len(failures)} of {len(files)} files of {path} that are not readable digit images:\n  {_listing(failures, chr(10) + '  ')}"
-        )
-    return torch.from_numpy(np.stack(digits)), sources
+        listing = _listing(failures, "\n  ")
+        unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
+        _warn(f"warning: skipped {unreadable}:\n  {listing}")
+    if explain_dir is not None:
+        _explain(Path(explain_dir), [(file, image, steps) for file, (_, image, steps) in kept])
+    digits = np.stack([digit for _, (digit, _, _) in kept])
+    return torch.from_numpy(digits), [str(file) for file, _ in kept]
 
 
 def collect(path: str) -> tuple[list[Path], bool]:
@@ -96,69 +180,237 @@ def collect(path: str) -> tuple[list[Path], bool]:
     )
 
 
-def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
-    """One image file or binary file object → uint8 (28, 28) digit, light on dark; ``BadImage`` names ``name``."""
-    return to_mnist(read_grayscale(source, name), name=name)
+def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Image.Image:
+    """The first frame of a picture, upright (EXIF orientation applied), at most ~2 × WORK_SIZE pixels.
 
-
-def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
-    """The first frame of an image file (or binary file object) as float32 (H, W) intensities, transparency
-    flattened; errors name ``name`` (default: the path)."""
-    path = str(source) if name is None else name
+    JPEGs are decoded at a reduced scale (1/2, 1/4 or 1/8) that keeps at least 0.9 × WORK_SIZE pixels
+    on the longer side, and without ``colour`` as their luminance alone (a colour JPEG stores it apart:
+    ~10 % faster); other formats are decoded whole and then reduced.
+    """
     try:
         with Image.open(source) as image:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and image.width * image.height > limit:
-                raise BadImage(_too_large(path, image.width, image.height, limit))
+                raise BadImage(_too_large(name, image.width, image.height, limit))
             image.seek(0)  # GIF, TIFF, APNG: the first frame
+            longer = max(image.size)
+            if image.format == "JPEG" and longer > WORK_SIZE:
+                # Pillow picks the largest DCT scaling that keeps the image at least this size.
+                wanted = 0.9 * WORK_SIZE / longer
+                image.draft(
+                    None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted)))
+                )
             image.load()
-            return _to_gray(image)
+            # Broken EXIF data: the pixels as stored are still a picture.
+            with contextlib.suppress(Exception):
+                ImageOps.exif_transpose(image, in_place=True)
+            if max(image.size) > 2 * WORK_SIZE:
+                image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
+            return image  # loaded: usable after the file is closed
     except BadImage:
         raise
     except Image.DecompressionBombError as error:
         raise BadImage(
-            f"{path}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
+            f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
         ) from error
     except Image.UnidentifiedImageError as error:
-        raise BadImage(f"{path}: not an image file that can be read ({FORMATS}, …)") from error
+        raise BadImage(f"{name}: not an image file that can be read ({FORMATS}, …)") from error
     except PermissionError as error:
-        raise BadImage(f"{path}: cannot be read ({error.strerror or 'permission denied'})") from error
+        raise BadImage(f"{name}: cannot be read ({error.strerror or 'permission denied'})") from error
     except FileNotFoundError as error:
-        raise BadImage(f"{path}: does not exist") from error
+        raise BadImage(f"{name}: does not exist") from error
     except IsADirectoryError as error:
-        raise BadImage(f"{path}: is a folder, not an image file") from error
+        raise BadImage(f"{name}: is a folder, not an image file") from error
     except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadImage(f"{path}: corrupt or truncated image ({detail})") from error
+        raise BadImage(f"{name}: corrupt or truncated image ({detail})") from error
+
+
+def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """A picture's first frame as float32 (H, W) intensities, upright, transparency flattened, reduced."""
+    return _to_gray(read_image(source, name if name is not None else str(source)))
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """Grayscale intensities (H, W) of one digit → uint8 (28, 28), light on dark, MNIST-style."""
-    gray = gray.astype(np.float32, copy=False)
+    return preprocess(gray, name).digit
+
+
+def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
+    """Every step from grayscale intensities (H, W) of one picture to its MNIST-style digit."""
+    gray = np.asarray(gray, dtype=np.float32)
     low, high = float(gray.min()), float(gray.max())
     if not high > low:
         raise BadImage(f"{name}: no digit in it (the image is one flat colour)")
-    # The border is mostly background: light there means a dark digit on light paper, to invert.
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > (low + high) / 2:
-        gray, background = high + low - gray, high + low - background
-    ink = np.clip((gray - background) / max(high - background, 1e-6), 0, 1)  # 0 background, 1 darkest stroke
+    if max(gray.shape) > WORK_SIZE:
+        gray = cv2.resize(gray, _fit(gray.shape, WORK_SIZE), interpolation=cv2.INTER_AREA)
+    inverted = light_on_dark(gray)
+    if inverted:  # MNIST itself, chalk on a board: made dark on light for the steps below
+        gray = (high + low) - gray
+    flattened = flatten(gray)
+    darkness = 1 - flattened  # 0 paper, 1 black ink
+    threshold, floor = ink_threshold(darkness)
+    if threshold is None:
+        raise BadImage(f"{name}: no digit in it (no strokes stand out from the paper)")
+    ink = darkness > threshold
+    digit = choose_digit(ink)
+    if digit is None:
+        raise BadImage(f"{name}: no digit in it (only specks, lines or shapes at the edges)")
+    chosen, box = digit
+    top, left, bottom, right = box
+    level = float(np.percentile(darkness[top:bottom, left:right][chosen[top:bottom, left:right]], 90))
+    if level < MIN_INK:
+        raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
+    return Steps(gray, flattened, ink, chosen, render(darkness, chosen, box, floor, level), threshold, inverted)
 
-    rows, columns = np.nonzero(ink > INK_THRESHOLD)
+
+def light_on_dark(gray: np.ndarray) -> bool:
+    """Whether the strokes are lighter than the ground they are on (MNIST itself, chalk on a board).
+
+    Told from the picture's border, where there is mostly ground: light strokes lie on a ground that is
+    even and close to the darkest thing in the picture. Dark ink on paper in a shadow fails the second
+    test: the ink in the shadow is darker still. (A global median fails as soon as a shadow covers half
+    the page, and a strip of lit paper between a shadow and the table looks just like a light stroke.)
+    """
+    small = (
+        cv2.resize(gray, _fit(gray.shape, POLARITY_SIZE), interpolation=cv2.INTER_AREA)
+        if max(gray.shape) > POLARITY_SIZE
+        else gray
+    )
+    low, high = float(small.min()), float(small.max())
+    border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
+    first, median, third = (float(value) for value in np.percentile(border, [25, 50, 75]))
+    return third - first <= EVEN_BORDER * (high - low) and median <= low + DARK_GROUND * (high - low)
+
+
+def _fit(shape: tuple[int, ...], longer: int) -> tuple[int, int]:
+    """OpenCV's (width, height) of an image of ``shape`` scaled to ``longer`` pixels on its longer side."""
+    scale = longer / max(shape[:2])
+    return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
+
+
+def flatten(gray: np.ndarray) -> np.ndarray:
+    """Brightness relative to the paper around each pixel (1 = paper), float32 (H, W), paper light."""
+    window = max(BACKGROUND_MIN_WINDOW, round(min(gray.shape) * BACKGROUND_WINDOW)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (window, window))
+    # Closing keeps the edges of what is wider than the window (a shadow's edge stays sharp), unlike a
+    # blur, and ignores the strokes, unlike a median of a window the digit fills.
+    # On 8-bit levels of the brightest pixel (0 stays 0: the division below needs a true zero), where
+    # OpenCV's closing is 4× faster than on floats; half a level is below any ink's contrast.
+    scale = 255 / max(float(gray.max()), 1e-6)
+    paper = cv2.morphologyEx(np.rint(gray * scale).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    return np.clip(gray * scale / np.maximum(paper.astype(np.float32), 0.5), 0, 1)
+
+
+def ink_threshold(darkness: np.ndarray) -> tuple[float | None, float]:
+    """The darkness above which a pixel is ink (None: no ink), and the paper's noise floor.
+
+    Otsu's threshold over the pixels darker than the paper's noise: they are ink, its anti-aliased
+    edges, and faint ruled lines or squares, which Otsu then separates from the ink. Over all pixels it
+    would separate the paper from the rest instead, lines included.
+    """
+    sample = darkness[::4, ::4] if darkness.size > 64 * 64 else darkness  # medians sort: 16× fewer pixels
+    median = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - median)))  # the paper's standard deviation
+    floor = max(MIN_FLOOR, median + NOISE_SIGMAS * noise)
+    candidates = darkness[darkness > floor]
+    if candidates.size < 4 or float(candidates.max()) < MIN_CONTRAST:
+        return None, floor
+    threshold = max(otsu(candidates), floor, MIN_CONTRAST / 2)
+    return threshold, floor
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: the split that maximises the between-class variance."""
+    counts = np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins).astype(np.float64)
+    levels = (np.arange(bins) + 0.5) / bins
+    weight = np.cumsum(counts)
+    total = weight[-1]
+    mass = np.cumsum(counts * levels)
+    below, above = weight[:-1], total - weight[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mass[-1] * below - mass[:-1] * total) ** 2 / (below * above)
+    between[~np.isfinite(between)] = -1
+    return float((np.argmax(between) + 1) / bins)
+
+
+def choose_digit(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The ink components that make the digit: a mask and its box (top, left, bottom, right; bottom and
+    right exclusive); None when nothing digit-like is left."""
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    height, width = ink.shape
+    left, top, box_width, box_height, area = (stats[1:, i] for i in range(5))  # label 0 is the paper
+    centroids = centroids[1:]
+    if count <= 1:
+        return None
+    touches_edge = (left == 0) | (top == 0) | (left + box_width == width) | (top + box_height == height)
+    spans = (box_width >= SPAN * width) | (box_height >= SPAN * height)
+    candidates = ~touches_edge
+    if not candidates.any():
+        # Nothing inside the picture: perhaps a tight crop, with the digit touching the edge. Its centre
+        # is near the middle and it spans neither way, unlike a shadow, a page edge or a line.
+        offset = np.abs(centroids / np.array([width, height]) - 0.5)
+        candidates = ~spans & (offset < CENTRAL).all(axis=1)
+    if not candidates.any():
+        return None
+    candidates &= area >= SPECK_FRACTION * area[candidates].max()
+    order = [int(i) for i in np.argsort(-area) if candidates[i]]
+    main = order[0]
+    keep = [main]
+    box = [left[main], top[main], left[main] + box_width[main], top[main] + box_height[main]]
+    changed = True
+    while changed:  # strokes may join through one another: grow until nothing more is near
+        changed = False
+        reach = REACH * max(box[2] - box[0], box[3] - box[1])
+        for i in order:
+            if i in keep:
+                continue
+            gap_x = max(box[0] - (left[i] + box_width[i]), left[i] - box[2], 0)
+            gap_y = max(box[1] - (top[i] + box_height[i]), top[i] - box[3], 0)
+            if max(gap_x, gap_y) <= reach:
+                keep.append(i)
+                box = [
+                    min(box[0], left[i]),
+                    min(box[1], top[i]),
+                    max(box[2], left[i] + box_width[i]),
+                    max(box[3], top[i] + box_height[i]),
+                ]
+                changed = True
+    chosen = np.zeros(count, dtype=bool)
+    chosen[np.array(keep) + 1] = True
+    return chosen[labels], (int(box[1]), int(box[0]), int(box[3]), int(box[2]))
+
+
+def render(
+    darkness: np.ndarray, chosen: np.ndarray, box: tuple[int, int, int, int], floor: float, level: float
+) -> np.ndarray:
+    """The chosen strokes (in ``box``) with their grey edges → uint8 (28, 28), light on dark, MNIST-style.
+
+    Darkness ``floor`` (the paper) becomes black, ``level`` (the strokes' own darkness) white.
+    """
+    # The strokes' anti-aliased edges and blur lie just outside the threshold's mask: take the darkness
+    # within EDGE pixels of the chosen components, nothing of the specks and lines elsewhere.
+    top, left = max(box[0] - EDGE, 0), max(box[1] - EDGE, 0)
+    darkness, chosen = (
+        darkness[top : box[2] + EDGE, left : box[3] + EDGE],
+        chosen[top : box[2] + EDGE, left : box[3] + EDGE],
+    )
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE + 1, 2 * EDGE + 1))
+    near = cv2.dilate(chosen.astype(np.uint8), disk).astype(bool)
+    ink = np.where(near, np.clip((darkness - floor) / max(level - floor, 1e-6), 0, 1), 0).astype(np.float32)
+
+    rows, columns = np.nonzero(ink > CROP_LEVEL)
     if len(rows) == 0:
-        raise BadImage(f"{name}: no digit in it (no strokes stand out from the background)")
-    # Faint paper texture and compression noise below the threshold would pull the centre of mass.
-    ink = np.clip((ink - INK_THRESHOLD / 2) / (1 - INK_THRESHOLD / 2), 0, 1)
+        rows, columns = np.nonzero(chosen)
     digit = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
 
     height, width = digit.shape
     scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # Pillow's (width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # OpenCV's (width, height)
     if size != (width, height):
         # Area averaging when shrinking is the anti-aliasing MNIST's digits have; bilinear when growing.
-        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-        digit = np.asarray(Image.fromarray(digit, mode="F").resize(size, resample), dtype=np.float32)
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        digit = np.asarray(cv2.resize(digit, size, interpolation=interpolation), dtype=np.float32)
         digit = np.clip(digit / max(float(digit.max()), 1e-6), 0, 1)  # thin strokes fade when shrunk
 
     height, width = digit.shape
@@ -188,11 +440,11 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
-def _digit_or_error(path: Path) -> np.ndarray | BadImage:
-    try:
-        return to_mnist(read_grayscale(path), name=str(path))
-    except BadImage as error:
-        return error
+def _explain(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None]]) -> None:
+    # Imported here: only --data.explain_dir draws.
+    from lenet_cli import explain  # noqa: PLC0415
+
+    explain.write_all(folder, inputs)
 
 
 def _too_large(path: str | Path, width: int, height: int, limit: int) -> str:

@@ -35,7 +35,7 @@ DEFAULT_LOGGER = {
 }
 
 # Config keys that name folders a run writes into (logger, checkpoints, images, reports).
-OUTPUT_KEYS = ("save_dir", "dirpath", "default_root_dir", "output_dir")
+OUTPUT_KEYS = ("save_dir", "dirpath", "default_root_dir", "output_dir", "explain_dir")
 
 
 def config_runs_folder(config: Any) -> Path:

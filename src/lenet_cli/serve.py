@@ -43,7 +43,7 @@ def run(
     check_options(host, port, max_batch_size, batch_timeout, max_request_bytes)
     if not ckpt_path:
         raise LenetError(
-            "lenet serve needs --ckpt_path (best, last or a checkpoint file): "
+            "lenet serve needs --ckpt_path (best, last, pretrained or a checkpoint file): "
             "without one the network's weights are random"
         )
     checkpoint = checkpoints.load(ckpt_path)
