@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
+from lenet_cli import idx
 from lenet_cli.errors import DEBUG_VARIABLE
 from lenet_cli.writers import COLUMNS
 
@@ -152,6 +153,26 @@ def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
     rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)  # the first 16 rows; the decoder never gets there
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
     return path
+
+
+def make_user_images(folder: Path, count: int, seed: int = 0) -> tuple[list[int], torch.Tensor]:
+    """``count`` MNIST test digits as a user would bring them; returns their test indices and labels.
+
+    Each is inverted to blue ink on cream paper (RGB), enlarged 1-3×, placed off-centre on a larger
+    canvas and saved as PNG or (every other one) JPEG. Names sort in the order of the returned lists.
+    """
+    arrays = idx.load(None, allow_download=False)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(arrays["test_images"]), count, replace=False).tolist())
+    folder.mkdir(parents=True, exist_ok=True)
+    for position, index in enumerate(chosen):
+        picture = dark_on_light_rgb(arrays["test_images"][index].numpy(), scale=int(rng.integers(1, 4)))
+        side = picture.shape[0]
+        size = int(rng.integers(side + 20, 2 * side + 40))
+        top, left = (int(value) for value in rng.integers(0, size - side + 1, 2))
+        image = Image.fromarray(on_canvas(picture, (size, size), top, left))
+        image.save(folder / f"digit{position:04d}.{'png' if position % 2 == 0 else 'jpg'}", quality=90)
+    return chosen, arrays["test_labels"][chosen].long()
 
 
 def truncated_png(path: Path, digit: np.ndarray) -> Path:

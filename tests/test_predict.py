@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from lenet_cli import idx
 from lenet_cli.cli import main
@@ -20,33 +19,12 @@ from lenet_cli.model import LeNet
 from tests.helpers import (
     CPU,
     QUICK,
-    dark_on_light_rgb,
     last_logged,
     lenet_subprocess,
-    on_canvas,
+    make_user_images,
     read_predictions,
     truncated_png,
 )
-
-
-def make_user_images(folder: Path, count: int, seed: int = 0) -> tuple[list[int], torch.Tensor]:
-    """``count`` MNIST test digits as a user would bring them; returns their test indices and labels.
-
-    Each is inverted to blue ink on cream paper (RGB), enlarged 1-3×, placed off-centre on a larger
-    canvas and saved as PNG or (every other one) JPEG. Names sort in the order of the returned lists.
-    """
-    arrays = idx.load(None, allow_download=False)
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(arrays["test_images"]), count, replace=False).tolist())
-    folder.mkdir(parents=True, exist_ok=True)
-    for position, index in enumerate(chosen):
-        picture = dark_on_light_rgb(arrays["test_images"][index].numpy(), scale=int(rng.integers(1, 4)))
-        side = picture.shape[0]
-        size = int(rng.integers(side + 20, 2 * side + 40))
-        top, left = (int(value) for value in rng.integers(0, size - side + 1, 2))
-        image = Image.fromarray(on_canvas(picture, (size, size), top, left))
-        image.save(folder / f"digit{position:04d}.{'png' if position % 2 == 0 else 'jpg'}", quality=90)
-    return chosen, arrays["test_labels"][chosen].long()
 
 
 def accuracy_on_mnist(checkpoint: Path, indices: list[int]) -> float:

@@ -15,8 +15,7 @@ import torch
 from lenet_cli import pretrained
 from lenet_cli.cli import main
 from lenet_cli.errors import LenetError
-from tests.helpers import CPU, ROOT, error_line, last_logged
-from tests.test_predict import make_user_images
+from tests.helpers import CPU, ROOT, error_line, last_logged, make_user_images
 
 CARD = ROOT / "docs" / "model-card.md"
 
