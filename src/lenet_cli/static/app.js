@@ -84,7 +84,11 @@ for (const type of ["pointerup", "pointercancel"]) {
   });
 }
 
+// Bumped by Clear: an answer to a request sent before it is dropped, not shown over the empty page.
+let generation = 0;
+
 document.getElementById("clear").addEventListener("click", () => {
+  generation += 1;
   clearCanvas();
   dirty = false;
   showEmpty("Draw a digit from 0 to 9 in the box.");
@@ -127,6 +131,7 @@ function requestPrediction() {
 
 async function predict(body, contentType, name) {
   inFlight = true;
+  const sentIn = generation;
   try {
     const response = await fetch("/predict?return_input=true", {
       method: "POST",
@@ -134,6 +139,7 @@ async function predict(body, contentType, name) {
       body,
     });
     const answer = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+    if (sentIn !== generation) return; // cleared while it was on its way (finally still runs)
     if (!response.ok) {
       showEmpty(answer.detail || `HTTP ${response.status}`);
       setStatus(answer.detail || `HTTP ${response.status}`, true);
