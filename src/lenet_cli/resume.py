@@ -9,6 +9,7 @@ and keeping the interrupted run as it was loses nothing. The link is the new con
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -17,11 +18,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lenet_cli.errors import escaped
 from lenet_cli.lightning_internals import sigterm_flag
 from lenet_cli.paths import run_folder_of_checkpoint
 
@@ -44,8 +47,8 @@ class ResumedRun(Callback):
     ModelCheckpoint forgets the best score when its folder changes (it warns "The dirpath has
     changed"): the new run would then save the first epoch after the resume as ``best.ckpt``, however
     bad, while EarlyStopping still compares with the old best. Pointing the saved state at the new
-    folder keeps one best across the interruption; the old run's files are never removed (Lightning
-    only deletes checkpoints inside the current folder).
+    folder keeps one best across the interruption. Nothing path-like in that state is trusted
+    (:func:`confined_state`): the old run's files are never removed, nor any other file.
     """
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -58,11 +61,85 @@ class ResumedRun(Callback):
                 f"(epoch {checkpoint.get('epoch')}, global step {checkpoint.get('global_step')}) as {log_dir}",
                 file=sys.stderr,
             )
-        states = checkpoint.get("callbacks") or {}
+        states = checkpoint.get("callbacks")
+        if not isinstance(states, dict):
+            checkpoint["callbacks"] = states = {}
+        checkpoint_folder = Path(trainer.ckpt_path).parent
         for callback in trainer.checkpoint_callbacks:
-            state = states.get(callback.state_key)
-            if isinstance(callback, ModelCheckpoint) and state is not None and callback.dirpath is not None:
-                state["dirpath"] = callback.dirpath
+            key = callback.state_key
+            if not isinstance(callback, ModelCheckpoint) or key not in states or callback.dirpath is None:
+                continue
+            states[key], refused = confined_state(states[key], callback, checkpoint_folder)
+            if refused and trainer.is_global_zero:
+                print(
+                    f"warning: {escaped(trainer.ckpt_path)}: ignoring the file names in its checkpoint state that "
+                    f"are not files beside it: {', '.join(escaped(name) for name in refused[:3])}",
+                    file=sys.stderr,
+                )
+
+
+def confined_state(state: Any, callback: ModelCheckpoint, checkpoint_folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """A ModelCheckpoint state from a checkpoint in ``checkpoint_folder``, safe for ``callback`` to load.
+
+    Lightning deletes "previous" checkpoints named in this state when they lie in the callback's folder,
+    judged on the path's text: ``new/checkpoints/../../../../anything`` passes, so a crafted checkpoint
+    could make a resumed fit delete any file or folder. Here a saved path counts only as a file name in
+    the checkpoint's own folder (the interrupted run's, which is never the new run's): kept when that
+    file exists, dropped otherwise. The new run's ``last.ckpt`` starts unnamed, so nothing of the old
+    run is ever a "previous" file to remove. Returns the state and the paths that were dropped.
+    """
+    state = state if isinstance(state, dict) else {}
+    refused: list[str] = []
+
+    def confined(path: Any) -> str | None:
+        if not path:
+            return None
+        name = Path(str(path)).name
+        candidate = checkpoint_folder / name
+        if "://" in str(path) or name in ("", ".", "..") or not candidate.is_file():
+            refused.append(str(path))
+            return None
+        real = os.path.realpath(candidate)
+        relative = os.path.relpath(real)
+        return real if relative.startswith("..") else relative  # no ".." left for a textual parent check
+
+    best_k_models = {}
+    saved = state.get("best_k_models")
+    for path, score in saved.items() if isinstance(saved, dict) else ():
+        if (kept := confined(path)) is not None and (value := score_tensor(score)) is not None:
+            best_k_models[kept] = value
+    clean: dict[str, Any] = {
+        "monitor": state.get("monitor") if isinstance(state.get("monitor"), str) else None,
+        "dirpath": callback.dirpath,
+        "best_k_models": best_k_models,
+        "current_score": score_tensor(state.get("current_score")),
+        "last_model_path": "",
+        "kth_best_model_path": "",
+        "kth_value": callback.kth_value,
+        "best_model_path": confined(state.get("best_model_path")) or "",
+        "best_model_score": score_tensor(state.get("best_model_score")),
+    }
+    confined(state.get("kth_best_model_path"))  # only to report it when it points elsewhere
+    confined(state.get("last_model_path"))
+    if best_k_models:
+        # Recomputed as Lightning does, so that its look-ups into best_k_models find their keys.
+        worst, best = (max, min) if callback.mode == "min" else (min, max)
+        clean["kth_best_model_path"] = worst(best_k_models, key=lambda path: float(best_k_models[path]))
+        clean["kth_value"] = best_k_models[clean["kth_best_model_path"]]
+        clean["best_model_path"] = best(best_k_models, key=lambda path: float(best_k_models[path]))
+        clean["best_model_score"] = best_k_models[clean["best_model_path"]]
+    elif not clean["best_model_path"]:
+        clean["best_model_score"] = None
+    return clean, list(dict.fromkeys(refused))
+
+
+def score_tensor(value: Any) -> torch.Tensor | None:
+    """A saved score as the 0-d float tensor Lightning compares with, or None for anything else."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        return value.detach().reshape(())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value))
+    return None
 
 
 class StopOnSignal(Callback):
