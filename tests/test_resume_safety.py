@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lenet_cli.cli import main
-from tests.helpers import QUICK, read_checkpoint
+from tests.helpers import QUICK, read_checkpoint, read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,3 +84,22 @@ def test_hostile_paths_in_a_checkpoint_delete_nothing_on_resume(
         "best.ckpt",
         "last.ckpt",
     ]
+
+
+def test_last_checkpoint_is_written_after_every_epoch(
+    small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With lr 0 no epoch after the first improves val/loss: best.ckpt stays at epoch 0, last.ckpt moves on."""
+    monkeypatch.chdir(tmp_path)
+    main(short_fit(small_mnist, "--trainer.max_epochs=3", "--model.lr=0"))
+    folder = tmp_path / "runs" / "quick" / "version_0" / "checkpoints"
+    assert read_checkpoint(folder / "best.ckpt")["epoch"] == 0
+    last = read_checkpoint(folder / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    assert checkpoint_state(last)["last_model_path"] == str(folder.relative_to(tmp_path) / "last.ckpt")
+    # It resumes like any other: the next epoch, validated once; a finished run is refused.
+    main(short_fit(small_mnist, "--trainer.max_epochs=4", "--model.lr=0", "--ckpt_path=last"))
+    resumed = tmp_path / "runs" / "quick" / "version_1"
+    final = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert (final["epoch"], final["global_step"]) == (3, 8)
+    assert [row["epoch"] for row in read_metrics(resumed) if row["val/loss"]] == ["3"]

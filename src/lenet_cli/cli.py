@@ -78,7 +78,7 @@ class LenetCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         # Always present so that best.ckpt and last.ckpt sit at stable paths of every run.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(resume.RunCheckpoint, "checkpoint")
         parser.set_defaults(paths.CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(SampleImages, "sample_images")
         # Always present: predict writes predictions.csv and predictions.png to the run folder.
@@ -112,7 +112,10 @@ class LenetCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         if self.checked_checkpoint is not None:
-            checkpoints.check_fits(self.checked_checkpoint, self.model, self.config[self.subcommand]["ckpt_path"])
+            config = self.config[self.subcommand]
+            checkpoints.check_fits(self.checked_checkpoint, self.model, config["ckpt_path"])
+            if self.subcommand == "fit":
+                resume.check_resumable(self.checked_checkpoint, self.model, config, config["ckpt_path"])
             self.checked_checkpoint = None
         checkpoints.use_atomic_saves(self.trainer)
         distributed.throttle_sigterm_broadcast(self.trainer)

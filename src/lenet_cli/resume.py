@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli.errors import escaped
-from lenet_cli.lightning_internals import sigterm_flag
+from lenet_cli.errors import LenetError, escaped
+from lenet_cli.lightning_internals import save_last_checkpoint, sigterm_flag
 from lenet_cli.paths import run_folder_of_checkpoint
 
 
@@ -39,6 +39,99 @@ def resume_command(run_dir: str | Path | None, checkpoint: str | Path) -> str:
 def exit_status(stop: SIGTERMException) -> int:
     """The conventional status (128 + signal number) of a fit that ``StopOnSignal`` stopped."""
     return 128 + int(getattr(stop, "signal", signal.SIGTERM))
+
+
+# Hyperparameters the optimizer state of a checkpoint carries: a resumed fit continues with the saved
+# values whatever the command line says, so a different value there is refused rather than ignored.
+OPTIMIZER_HPARAMS = ("lr", "weight_decay", "lr_schedule")
+
+
+def check_resumable(checkpoint: dict[str, Any], model: LightningModule, config: Any, path: str | Path) -> None:
+    """Fail in one line, before a run folder is made, when ``fit --ckpt_path`` cannot continue ``checkpoint``.
+
+    Lightning would raise a ``KeyError`` for a weights-only file and a shape error for an optimizer
+    state that does not fit, train nothing for a finished run, and silently keep the saved learning
+    rate over a new ``--model.lr``.
+    """
+    name = escaped(path)
+    optimizer_states, loops = checkpoint.get("optimizer_states"), checkpoint.get("loops")
+    if not optimizer_states or not isinstance(loops, dict):
+        raise LenetError(
+            f"checkpoint {name} holds weights only (no optimizer or loop state), so fit cannot resume it; "
+            "use it with test, validate or predict, or start a new fit"
+        )
+    parameters = [parameter.shape for parameter in model.parameters()]
+    if not (
+        isinstance(optimizer_states, list)
+        and len(optimizer_states) == 1
+        and optimizer_fits(optimizer_states[0], parameters)
+    ):
+        raise LenetError(
+            f"checkpoint {name}: its optimizer state does not fit this model's {len(parameters)} parameters "
+            "(damaged, or saved with another --optimizer), so fit cannot resume it; start a new fit"
+        )
+    hparams = checkpoint.get("hyper_parameters") or {}
+    for key in OPTIMIZER_HPARAMS:
+        ours, saved = model.hparams.get(key), hparams.get(key)
+        if key in hparams and ours != saved:
+            raise LenetError(
+                f"--model.{key} {ours} differs from the {saved} that checkpoint {name} was trained with: a resumed "
+                f"fit continues its optimizer and schedule; leave --model.{key} as it was, or start a new fit"
+            )
+    trainer = config.get("trainer") or {}
+    progress = ((loops.get("fit_loop") or {}).get("epoch_progress") or {}).get("current") or {}
+    epochs, steps = progress.get("processed"), checkpoint.get("global_step")
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if isinstance(epochs, int) and isinstance(max_epochs, int) and max_epochs >= 0 and epochs >= max_epochs:
+        raise LenetError(
+            f"checkpoint {name} has already trained {epochs} epochs, and --trainer.max_epochs is {max_epochs}: "
+            "nothing is left to resume; raise --trainer.max_epochs to train on"
+        )
+    if isinstance(steps, int) and isinstance(max_steps, int) and max_steps >= 0 and steps >= max_steps:
+        raise LenetError(
+            f"checkpoint {name} has already trained {steps} steps, and --trainer.max_steps is {max_steps}: "
+            "nothing is left to resume; raise --trainer.max_steps to train on"
+        )
+
+
+def optimizer_fits(state: Any, parameters: list[torch.Size]) -> bool:
+    """Whether an optimizer ``state_dict`` covers exactly ``parameters``, with per-parameter tensors of their shapes."""
+    if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
+        return False
+    groups, per_parameter = state["param_groups"], state.get("state", {})
+    if not all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups):
+        return False
+    ids = [index for group in groups for index in group["params"]]
+    if not all(type(index) is int for index in ids) or sorted(ids) != list(range(len(parameters))):
+        return False
+    if not isinstance(per_parameter, dict):
+        return False
+    for index, values in per_parameter.items():
+        if index not in range(len(parameters)) or not isinstance(values, dict):
+            return False
+        for value in values.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != parameters[index]:
+                return False
+    return True
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (``--checkpoint.*``), but ``save_last`` writes ``last.ckpt`` at the end of
+    every training epoch, as its name promises.
+
+    Lightning rewrites ``last.ckpt`` only when it writes another checkpoint: after epochs that do not
+    improve ``best.ckpt`` it lags behind, ``--ckpt_path last`` retrains them and a kill loses them.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's own key: checkpoints saved with either class resume with the other.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # best.ckpt and last.ckpt when saving on epoch end
+        if self.save_last:
+            save_last_checkpoint(self, trainer)  # if not written at this step already
 
 
 class ResumedRun(Callback):
