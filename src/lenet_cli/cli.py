@@ -20,7 +20,7 @@ from lenet_cli.data import MNISTDataModule
 from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
 from lenet_cli.lightning_internals import subcommand_parsers
 from lenet_cli.model import LeNet
-from lenet_cli.preflight import preflight
+from lenet_cli.preflight import check_fresh_run, preflight
 from lenet_cli.report import EvaluationReport
 from lenet_cli.run_config import SaveRunConfig
 from lenet_cli.sample_images import SampleImages
@@ -109,8 +109,12 @@ class LenetCLI(LightningCLI):
         if config.get("ckpt_path"):
             # Fails in one line before Lightning touches it; kept for check_fits once the model exists.
             self.checked_checkpoint = checkpoints.load(config["ckpt_path"])
+            if subcommand == "fit":
+                defaults = subcommand_parsers(self)[subcommand].get_defaults()
+                resume.refuse_changed_options(self.checked_checkpoint, config, defaults, config["ckpt_path"])
 
     def after_instantiate_classes(self) -> None:
+        check_fresh_run(self.trainer, fitting=self.subcommand == "fit")
         if self.checked_checkpoint is not None:
             config = self.config[self.subcommand]
             checkpoints.check_fits(self.checked_checkpoint, self.model, config["ckpt_path"])

@@ -51,7 +51,7 @@ def check_resumable(checkpoint: dict[str, Any], model: LightningModule, config: 
 
     Lightning would raise a ``KeyError`` for a weights-only file and a shape error for an optimizer
     state that does not fit, train nothing for a finished run, and silently keep the saved learning
-    rate over a new ``--model.lr``.
+    rate over a new ``--model.lr`` (:func:`refuse_changed_options`).
     """
     name = escaped(path)
     optimizer_states, loops = checkpoint.get("optimizer_states"), checkpoint.get("loops")
@@ -70,14 +70,6 @@ def check_resumable(checkpoint: dict[str, Any], model: LightningModule, config: 
             f"checkpoint {name}: its optimizer state does not fit this model's {len(parameters)} parameters "
             "(damaged, or saved with another --optimizer), so fit cannot resume it; start a new fit"
         )
-    hparams = checkpoint.get("hyper_parameters") or {}
-    for key in OPTIMIZER_HPARAMS:
-        ours, saved = model.hparams.get(key), hparams.get(key)
-        if key in hparams and ours != saved:
-            raise LenetError(
-                f"--model.{key} {ours} differs from the {saved} that checkpoint {name} was trained with: a resumed "
-                f"fit continues its optimizer and schedule; leave --model.{key} as it was, or start a new fit"
-            )
     trainer = config.get("trainer") or {}
     progress = ((loops.get("fit_loop") or {}).get("epoch_progress") or {}).get("current") or {}
     epochs, steps = progress.get("processed"), checkpoint.get("global_step")
@@ -92,6 +84,26 @@ def check_resumable(checkpoint: dict[str, Any], model: LightningModule, config: 
             f"checkpoint {name} has already trained {steps} steps, and --trainer.max_steps is {max_steps}: "
             "nothing is left to resume; raise --trainer.max_steps to train on"
         )
+
+
+def refuse_changed_options(checkpoint: dict[str, Any], config: Any, defaults: Any, path: str | Path) -> None:
+    """Fail in one line when ``fit --ckpt_path`` is given optimizer options that differ from the checkpoint's.
+
+    LightningCLI replaces the ``--model.*`` options with the checkpoint's hyperparameters, and the
+    restored optimizer and schedule keep the saved learning rate anyway: a new ``--model.lr`` would be
+    dropped without a word. Options left at their defaults take the checkpoint's values, as Lightning
+    means them to. ``config`` is the subcommand's, ``defaults`` its parser's defaults.
+    """
+    hparams = checkpoint.get("hyper_parameters")
+    hparams = hparams if isinstance(hparams, dict) else {}
+    model, model_defaults = config.get("model") or {}, defaults.get("model") or {}
+    for key in OPTIMIZER_HPARAMS:
+        ours, saved = model.get(key), hparams.get(key)
+        if key in hparams and ours != model_defaults.get(key) and ours != saved:
+            raise LenetError(
+                f"--model.{key} {ours} differs from the {escaped(saved)} that checkpoint {escaped(path)} was trained "
+                f"with: a resumed fit continues its optimizer and schedule; leave --model.{key} out, or start a new fit"
+            )
 
 
 def optimizer_fits(state: Any, parameters: list[torch.Size]) -> bool:
