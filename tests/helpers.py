@@ -188,7 +188,8 @@ class CrashAt(Callback):
     """Kills or signals its own process during ``fit`` (given with :func:`crash_at`).
 
     Args:
-        point: ``"batch"``: after the batch that reaches ``step``; ``"writing_last"``: half-way through
+        point: ``"batch"``: after the batch that reaches ``step`` (``"batch_twice"``: twice at once);
+            ``"writing_last"``: half-way through
             writing ``last.ckpt`` once ``global_step >= step``; ``"before_last"``: once ``best.ckpt``
             of that epoch is written and ``last.ckpt`` is not.
         step: The global step to act at.
@@ -199,8 +200,10 @@ class CrashAt(Callback):
         self.point, self.step, self.signal = point, step, getattr(signal, signal_name)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.point == "batch" and trainer.global_step == self.step:
+        if self.point in ("batch", "batch_twice") and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
+            if self.point == "batch_twice":
+                os.kill(os.getpid(), self.signal)  # before the loop reaches the batch boundary
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         checkpoint_io = trainer.strategy.checkpoint_io

@@ -17,10 +17,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lenet_cli import checkpoints, distributed, paths, resume
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
-from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
+from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe, print_safely
 from lenet_cli.lightning_internals import subcommand_parsers
 from lenet_cli.model import LeNet
-from lenet_cli.preflight import check_fresh_run, preflight
+from lenet_cli.preflight import check_config_sources, check_fresh_run, preflight
 from lenet_cli.report import EvaluationReport
 from lenet_cli.run_config import SaveRunConfig
 from lenet_cli.sample_images import SampleImages
@@ -91,6 +91,7 @@ class LenetCLI(LightningCLI):
             if name in LightningCLI.subcommands():  # Trainer's own methods take weights_only
                 subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
+        check_config_sources(args if isinstance(args, list) else sys.argv[1:] if args is None else [])
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
@@ -167,13 +168,15 @@ def main(args: ArgsType = None) -> None:
         LenetCLI(args=args)
     except SIGTERMException as stop:  # Ctrl-C or SIGTERM stopped fit; resume.StopOnSignal printed how to resume
         sys.exit(resume.exit_status(stop))
+    except resume.StoppedAtOnce:  # a second Ctrl-C
+        sys.exit(130)
     except (KeyboardInterrupt, *USER_ERRORS) as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise
         if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
-            print("interrupted", file=sys.stderr)
+            print_safely("interrupted")
             sys.exit(130)
         words = args if isinstance(args, list) else sys.argv[1:]
         subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
-        print(f"error: {describe(error, subcommand)}", file=sys.stderr)
+        print_safely(f"error: {describe(error, subcommand)}")
         sys.exit(2)

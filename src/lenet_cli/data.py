@@ -172,6 +172,9 @@ class MNISTDataModule(LightningDataModule):
 
     def _load_mnist(self) -> None:
         arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
+        source = self.hparams.data_dir or "the bundled MNIST"
+        for split in ("train", "test"):
+            check_split(split, arrays[f"{split}_images"], arrays[f"{split}_labels"], self.num_classes, source)
         train_images, train_labels = arrays["train_images"], arrays["train_labels"].long()
         if not 0 < self.hparams.val_size < len(train_images):
             raise LenetError(f"val_size must be between 1 and {len(train_images) - 1}, got {self.hparams.val_size}")
@@ -221,7 +224,15 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", train=True)
+        batches = self._batches("train", train=True)
+        if len(batches) == 0:  # drop_last: Lightning would train zero steps, save nothing and exit 0
+            per_rank = len(batches.images) // batches.world_size
+            raise LenetError(
+                f"--data.batch_size {batches.batch_size} is larger than the {per_rank} training images"
+                f"{' of each of the ' + str(batches.world_size) + ' ranks' if batches.world_size > 1 else ''}: "
+                f"no step would run; give at most {per_rank}"
+            )
+        return batches
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val")
@@ -231,3 +242,16 @@ class MNISTDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches:
         return self._batches("predict")
+
+
+def check_split(split: str, images: Tensor, labels: Tensor, num_classes: int, source: object) -> None:
+    """Fail in one line on a split that training or evaluation would trip over late (or not at all)."""
+    if len(images) == 0:
+        raise LenetError(f"the {split} set of {source} holds no images")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise LenetError(f"the {split} images of {source} have no pixels ({images.shape[1]}×{images.shape[2]})")
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise LenetError(
+            f"the {split} labels of {source} go up to {int(labels.max())}, but there are {num_classes} classes "
+            f"(labels 0 to {num_classes - 1}); is it another kind of data set?"
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 import torch
 from jsonargparse import ArgumentError
@@ -42,6 +44,15 @@ def escaped(name: object) -> str:
         else:
             parts.append(character.encode("unicode_escape").decode("ascii"))
     return "".join(parts)
+
+
+def print_safely(message: str) -> None:
+    """``message`` on stderr if it can be written: a warning must not end the command it warns about
+    (stderr closed, on a full disk or a broken pipe)."""
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def describe(error: BaseException, subcommand: str | None = None) -> str:

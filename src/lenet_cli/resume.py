@@ -247,6 +247,13 @@ def score_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+class StoppedAtOnce(BaseException):
+    """A second Ctrl-C during ``fit``: stop without saving; ``main()`` exits with 130 like for any Ctrl-C.
+
+    Not a KeyboardInterrupt, which Lightning's trainer catches and turns into exit status 1.
+    """
+
+
 class StopOnSignal(Callback):
     """Ctrl-C or SIGTERM during ``fit``: finish the batch, write ``last.ckpt``, print the resume command.
 
@@ -271,7 +278,7 @@ class StopOnSignal(Callback):
 
         def on_interrupt(signum: int, frame: FrameType | None) -> None:
             if self.signal is not None:
-                raise KeyboardInterrupt  # the second Ctrl-C: stop now
+                raise StoppedAtOnce  # the second Ctrl-C: stop now
             self.signal = signal.SIGINT
             if trainer.is_global_zero:
                 print(
@@ -303,7 +310,7 @@ class StopOnSignal(Callback):
             # At a batch boundary, so the state is consistent; all ranks take part in the save.
             if not trainer.sanity_checking and trainer.global_step > 0:
                 trainer.save_checkpoint(last, weights_only=False)  # the full state, not only weights
-        interrupted = graceful or isinstance(exception, KeyboardInterrupt)
+        interrupted = graceful or isinstance(exception, (KeyboardInterrupt, StoppedAtOnce))
         # Other errors get the hint only once this run has a checkpoint: a bad input stays one line.
         if not trainer.is_global_zero or not (interrupted or last.is_file()):
             return

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.errors import escaped
 from lenet_cli.paths import callback_output_folder
 from lenet_cli.plots import save_image_grid
 
@@ -128,7 +129,7 @@ def to_csv(rows: Sequence[Row], sources: Sequence[str] | None) -> str:
         writer.writerow(
             [
                 row.index,
-                sources[row.index] if sources else row.index,
+                escaped(sources[row.index]) if sources else row.index,  # a name that is not UTF-8 as \xNN
                 row.classes[0],
                 f"{row.probabilities[0]:.4f}",
                 *ranked,
@@ -143,7 +144,7 @@ def save_grid(rows: Sequence[Row], inputs: torch.Tensor, sources: Sequence[str] 
     images = inputs[torch.tensor([row.index for row in rows], device=inputs.device)].squeeze(1).cpu()
     captions, mistakes = [], []
     for row in rows:
-        name = Path(sources[row.index]).name if sources else f"#{row.index}"
+        name = escaped(Path(sources[row.index]).name) if sources else f"#{row.index}"
         name = name if len(name) <= 14 else name[:13] + "…"
         predicted, known = row.classes[0], row.label >= 0
         wrong = known and predicted != row.label
