@@ -41,7 +41,10 @@ def list_files(path: str, what: str = "--data.predict_path") -> Listing:
     try:
         candidate = Path(path).expanduser()
     except RuntimeError as error:  # "~someone" with no such user
-        raise LenetError(f"{what} {escaped(path)}: {error} (no such user's home folder)") from error
+        user = path.split("/", 1)[0]
+        raise LenetError(
+            f"{what} {escaped(path)}: {escaped(user)} names no user of this machine; give the full path"
+        ) from error
     name = escaped(candidate)
     if candidate.is_dir():
         listing = Listing()

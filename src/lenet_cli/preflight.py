@@ -78,7 +78,7 @@ def expand_user(option: str, value: str) -> Path:
     except RuntimeError as error:  # pathlib: "Could not determine home directory."
         user = value.split("/", 1)[0]
         raise LenetError(
-            f"--{option} {escaped(value)}: there is no user {escaped(user[1:])!r} whose {user} to use"
+            f"--{option} {escaped(value)}: {escaped(user)} names no user of this machine; give the full path"
         ) from error
 
 
