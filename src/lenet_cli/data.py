@@ -165,10 +165,24 @@ class MNISTDataModule(LightningDataModule):
                 self._load_user_images()
         elif "train" not in self.raw:
             self._load_mnist()
+        if stage == "fit":
+            self._check_batch_fits()
         # One shuffle seed for all ranks (drawn from the global RNG, so --seed_everything fixes it):
         # DDP ranks must cut their shards from the same permutation.
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
+
+    def _check_batch_fits(self) -> None:
+        """Fail in one line on a batch larger than a rank's training images: with ``drop_last``, Lightning
+        would train zero steps, save nothing and exit 0. Here in ``setup``, before the logger writes."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = len(self.raw["train"][0]) // world_size
+        if self.hparams.batch_size > per_rank:
+            ranks = f" of each of the {world_size} ranks" if world_size > 1 else ""
+            raise LenetError(
+                f"--data.batch_size {self.hparams.batch_size} is larger than the {per_rank} training images{ranks}: "
+                f"no step would run; give at most {per_rank}"
+            )
 
     def _load_mnist(self) -> None:
         arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download)
@@ -224,15 +238,7 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        batches = self._batches("train", train=True)
-        if len(batches) == 0:  # drop_last: Lightning would train zero steps, save nothing and exit 0
-            per_rank = len(batches.images) // batches.world_size
-            raise LenetError(
-                f"--data.batch_size {batches.batch_size} is larger than the {per_rank} training images"
-                f"{' of each of the ' + str(batches.world_size) + ' ranks' if batches.world_size > 1 else ''}: "
-                f"no step would run; give at most {per_rank}"
-            )
-        return batches
+        return self._batches("train", train=True)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val")

@@ -63,6 +63,9 @@ def describe(error: BaseException, subcommand: str | None = None) -> str:
     if isinstance(error, OSError) and error.strerror:
         where = f" {escaped(error.filename)}" if error.filename else ""
         message = f"{error.strerror}:{where}" if where else error.strerror
+    elif isinstance(error, LenetError):
+        # lenet's messages are one line: a line break in one comes from a name in it, shown escaped.
+        message = escaped(str(error).strip()) or type(error).__name__
     else:
         message = " ".join(str(error).split()) or type(error).__name__
     message = escaped(message)

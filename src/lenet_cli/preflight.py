@@ -160,7 +160,7 @@ def check_config_sources(words: list[str]) -> None:
             elif given is not None and "&" in given and "*" in given:  # YAML given as the value itself
                 check_yaml(given, f"the value of {option}")
         elif "&" in word and "*" in word:  # an anchor and an alias in an inline YAML value
-            check_yaml(word, f"the value of {option}" if equals else "a command-line value")
+            check_yaml(value if equals else word, f"the value of {option}" if equals else "a command-line value")
 
 
 def check_config_file(path: Path) -> None:
