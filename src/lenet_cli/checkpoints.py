@@ -244,9 +244,11 @@ def write_failure(path: str | Path, error: OSError) -> str:
     """Why ``path`` could not be written, with the space left on its disk when that is the cause."""
     reason = error.strerror or str(error)
     if error.errno == errno.ENOSPC:
+        folder = Path(path).absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
         with contextlib.suppress(OSError):
-            free = shutil.disk_usage(Path(path).parent).free
-            reason += f", {free / 2**20:.1f} MiB free"
+            reason += f", {shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
         return (
             f"cannot write checkpoint {escaped(path)}: {reason}; free some space or give --checkpoint.dirpath elsewhere"
         )

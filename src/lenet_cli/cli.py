@@ -105,7 +105,7 @@ class LenetCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in paths.CHECKPOINT_ALIASES:
             resolved = paths.newest_checkpoint(ckpt_path, paths.config_runs_folder(config))
-            print(f"--ckpt_path {ckpt_path}: using {resolved}", file=sys.stderr)
+            print_safely(f"--ckpt_path {ckpt_path}: using {resolved}")
             config["ckpt_path"] = str(resolved)
         if config.get("ckpt_path"):
             # Fails in one line before Lightning touches it; kept for check_fits once the model exists.

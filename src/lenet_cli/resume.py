@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -24,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli.errors import LenetError, escaped
+from lenet_cli.errors import LenetError, escaped, print_safely
 from lenet_cli.lightning_internals import save_last_checkpoint, sigterm_flag
 from lenet_cli.paths import run_folder_of_checkpoint
 
@@ -161,10 +160,9 @@ class ResumedRun(Callback):
             return
         log_dir = trainer.log_dir  # broadcasts: on every rank
         if trainer.is_global_zero:
-            print(
+            print_safely(
                 f"resuming {run_folder_of_checkpoint(trainer.ckpt_path)} from {trainer.ckpt_path} "
-                f"(epoch {checkpoint.get('epoch')}, global step {checkpoint.get('global_step')}) as {log_dir}",
-                file=sys.stderr,
+                f"(epoch {checkpoint.get('epoch')}, global step {checkpoint.get('global_step')}) as {log_dir}"
             )
         states = checkpoint.get("callbacks")
         if not isinstance(states, dict):
@@ -176,10 +174,9 @@ class ResumedRun(Callback):
                 continue
             states[key], refused = confined_state(states[key], callback, checkpoint_folder)
             if refused and trainer.is_global_zero:
-                print(
+                print_safely(
                     f"warning: {escaped(trainer.ckpt_path)}: ignoring the file names in its checkpoint state that "
-                    f"are not files beside it: {', '.join(escaped(name) for name in refused[:3])}",
-                    file=sys.stderr,
+                    f"are not files beside it: {', '.join(escaped(name) for name in refused[:3])}"
                 )
 
 
@@ -281,10 +278,7 @@ class StopOnSignal(Callback):
                 raise StoppedAtOnce  # the second Ctrl-C: stop now
             self.signal = signal.SIGINT
             if trainer.is_global_zero:
-                print(
-                    "\nCtrl-C: stopping after this batch to save a checkpoint (Ctrl-C again stops at once)",
-                    file=sys.stderr,
-                )
+                print_safely("\nCtrl-C: stopping after this batch to save a checkpoint (Ctrl-C again stops at once)")
             stop_at_next_batch()  # read by Lightning's loops after every batch
 
         self._previous_handler = signal.signal(signal.SIGINT, on_interrupt)
@@ -319,10 +313,9 @@ class StopOnSignal(Callback):
         reason = names[self.signal] if self.signal is not None else type(exception).__name__
         resume_from = last if last.is_file() else trainer.ckpt_path
         if resume_from is None:
-            print(f"{reason}: stopped before the first checkpoint; nothing to resume", file=sys.stderr)
+            print_safely(f"{reason}: stopped before the first checkpoint; nothing to resume")
             return
-        print(
+        print_safely(
             f"{reason}: stopped at epoch {trainer.current_epoch}, global step {trainer.global_step}; "
-            f"resume from {resume_from} with:\n  {resume_command(log_dir, resume_from)}",
-            file=sys.stderr,
+            f"resume from {resume_from} with:\n  {resume_command(log_dir, resume_from)}"
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
-from lenet_cli.errors import escaped
+from lenet_cli.errors import escaped, print_safely
 from lenet_cli.paths import callback_output_folder
 from lenet_cli.plots import save_image_grid
 
@@ -85,7 +84,7 @@ class PredictionWriter(BasePredictionWriter):
                 "; mistakes in red (true class in brackets)" if labelled else ": predicted class and its probability"
             )
             written.append(str(save_grid(shown, inputs, sources, title, folder / "predictions.png")))
-        print(f"Predictions of {summary}: {', '.join(written)}", file=sys.stderr)
+        print_safely(f"Predictions of {summary}: {', '.join(written)}")
 
 
 def local_rows(predictions: Sequence[Any]) -> list[Row]:
