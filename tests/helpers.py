@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
 from lenet_cli.errors import DEBUG_VARIABLE
+from lenet_cli.model import LeNet
 from lenet_cli.writers import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +158,67 @@ def truncated_png(path: Path, digit: np.ndarray) -> Path:
     """``digit`` (uint8 (H, W)) saved as PNG, then cut to half its bytes."""
     Image.fromarray(digit).save(path)
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return path
+
+
+def alias_bomb(levels: int = 9, width: int = 9, inline: bool = False) -> str:
+    """YAML of a few hundred bytes whose aliases expand to ``width ** levels`` values ("billion laughs")."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "{" + ", ".join(lines) + "}" if inline else "\n".join(lines) + "\n"
+
+
+def deflated_zeros(prefix: bytes, size: int) -> tuple[bytes, int]:
+    """A raw deflate stream of ``prefix`` and then ``size`` zero bytes, and the CRC-32 of all of it.
+
+    Made in a fraction of a second whatever ``size`` (a multiple of 16 MiB): after a full flush the
+    compressor starts afresh, so every 16 MiB block of zeros compresses to the same bytes (~16 KB).
+    """
+    chunk = bytes(2**24)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(prefix)
+    for _ in range(size // len(chunk)):
+        crc = zlib.crc32(chunk, crc)
+    return head + block * (size // len(chunk)) + compressor.flush(), crc
+
+
+def gzip_bomb(path: Path, prefix: bytes, size: int) -> Path:
+    """A .gz file of a few MB that inflates to ``prefix`` and ``size`` zero bytes."""
+    stream, crc = deflated_zeros(prefix, size)
+    total = len(prefix) + size
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip, deflate, no name, no time
+    path.write_bytes(header + stream + struct.pack("<II", crc, total % 2**32))
+    return path
+
+
+def checkpoint_bomb(path: Path, size: int) -> Path:
+    """A LeNet checkpoint of a few MB whose first tensor declares ``size`` bytes (a multiple of 16 MiB,
+    below 2 GiB), stored as a deflated entry that inflates to exactly that: what torch reads in full."""
+    marker = 123_457  # the placeholder tensor's length, found and replaced in the pickle
+    buffer = io.BytesIO()
+    torch.save({"bomb": torch.zeros(marker, dtype=torch.uint8), "state_dict": LeNet().state_dict()}, buffer)
+    source = zipfile.ZipFile(buffer)
+    stream, crc = deflated_zeros(b"", size)
+    out, directory = io.BytesIO(), []
+    for entry in source.infolist():
+        data, method, length = source.read(entry), 0, 0
+        if entry.filename.endswith("/data.pkl"):  # its storage's byte count and the tensor's size
+            data = data.replace(b"J" + struct.pack("<i", marker), b"J" + struct.pack("<i", size))
+        if entry.filename.endswith("/data/0"):
+            data, method, length, check = stream, 8, size, crc
+        else:
+            length, check = len(data), zlib.crc32(data)
+        name, offset = entry.filename.encode(), out.tell()
+        sizes = (check, len(data), length, len(name))
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, *sizes, 0) + name + data)
+        central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, *sizes, 0, 0, 0, 0, 0, offset)
+        directory.append(central + name)
+    start = out.tell()
+    out.write(b"".join(directory))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(directory), len(directory), out.tell() - start, start, 0))
+    path.write_bytes(out.getvalue())
     return path
 
 

@@ -28,7 +28,7 @@ from lenet_cli import idx
 from lenet_cli.cli import main
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
 from lenet_cli.model import LeNet
-from tests.helpers import CPU, error_line, png_bomb, truncated_png, write_idx
+from tests.helpers import CPU, alias_bomb, error_line, png_bomb, truncated_png, write_idx
 
 Setup = Callable[[Path], list[str]]
 
@@ -230,13 +230,6 @@ def config_bytes(data: bytes) -> Setup:
         return ["fit", "--config", "bad.yaml"]
 
     return setup
-
-
-def alias_bomb(levels: int = 9, width: int = 9, inline: bool = False) -> str:
-    """YAML of a few hundred bytes whose aliases expand to ``width ** levels`` values ("billion laughs")."""
-    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
-    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
-    return "{" + ", ".join(lines) + "}" if inline else "\n".join(lines) + "\n"
 
 
 def special_file(kind: str, name: str = "special") -> Callable[[Path], Path]:
