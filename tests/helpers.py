@@ -257,18 +257,23 @@ class CrashAt(Callback):
             of that epoch is written and ``last.ckpt`` is not.
         step: The global step to act at.
         signal_name: What ``"batch"`` sends: SIGKILL, SIGINT or SIGTERM.
+        rank: Only the process of this global rank acts (``None``: every process).
     """
 
-    def __init__(self, point: str, step: int, signal_name: str = "SIGKILL") -> None:
-        self.point, self.step, self.signal = point, step, getattr(signal, signal_name)
+    def __init__(self, point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> None:
+        self.point, self.step, self.signal, self.rank = point, step, getattr(signal, signal_name), rank
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         if self.point in ("batch", "batch_twice") and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
             if self.point == "batch_twice":
                 os.kill(os.getpid(), self.signal)  # before the loop reaches the batch boundary
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         checkpoint_io = trainer.strategy.checkpoint_io
         save = checkpoint_io.save_checkpoint
 
@@ -297,7 +302,7 @@ def _write_half_then_die(obj: Any, path: str | Path, *args: Any, **kwargs: Any) 
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def crash_at(point: str, step: int, signal_name: str = "SIGKILL") -> str:
+def crash_at(point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> str:
     """The option that adds :class:`CrashAt` to a ``fit``'s callbacks."""
-    init_args = {"point": point, "step": step, "signal_name": signal_name}
+    init_args = {"point": point, "step": step, "signal_name": signal_name, "rank": rank}
     return f"--trainer.callbacks+={json.dumps({'class_path': 'tests.helpers.CrashAt', 'init_args': init_args})}"

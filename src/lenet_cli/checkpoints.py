@@ -56,7 +56,7 @@ def load(path: str | Path) -> dict[str, Any]:
         raise LenetError(
             f"{name} is not a readable checkpoint (a weights-only load rejects it: {escaped(rejection(error))})"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except Exception as error:  # torch's reader raises many kinds on a damaged file
         # Damage that the archive's directory does not show (a pickle that torch's reader stumbles on).
         detail = str(error).splitlines()[0] if str(error) else ""
         raise LenetError(f"{name} is not a readable checkpoint ({type(error).__name__}: {escaped(detail)})") from error

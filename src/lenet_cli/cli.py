@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lenet_cli import checkpoints, distributed, paths, resume
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
-from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe, print_safely
+from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe, escaped, print_safely
 from lenet_cli.lightning_internals import subcommand_parsers
 from lenet_cli.model import LeNet
 from lenet_cli.preflight import check_config_sources, check_fresh_run, preflight
@@ -170,6 +170,11 @@ def main(args: ArgsType = None) -> None:
         sys.exit(resume.exit_status(stop))
     except resume.StoppedAtOnce:  # a second Ctrl-C
         sys.exit(130)
+    except RuntimeError as error:  # a dead rank of a distributed run, or a bug (which keeps its traceback)
+        if os.environ.get(DEBUG_VARIABLE) or (line := distributed.peer_failure(error)) is None:
+            raise
+        print_safely(f"error: {escaped(line)}")
+        sys.exit(2)
     except (KeyboardInterrupt, *USER_ERRORS) as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise

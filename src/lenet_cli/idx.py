@@ -54,6 +54,7 @@ def bundled_dir() -> Path:
 # The largest IDX array lenet reads (EMNIST's biggest split is ~550 MB): a header that claims more, or a
 # gzip stream that inflates past what its header says, is refused before the memory is taken.
 MAX_IDX_BYTES = 2**30
+READ_CHUNK = 16 * 2**20
 
 
 def find_file(folder: Path, stem: str) -> Path | None:
@@ -134,20 +135,19 @@ def read_idx(path: Path, dims: int, sha256: str | None = None) -> torch.Tensor:
         with _open(path) as stream:
             header = stream.read(header_size)
             shape = parse_header(header, path, dims)
-            body = bytearray(math.prod(shape))
-            filled = 0
-            view = memoryview(body)
-            while filled < len(body) and (count := stream.readinto(view[filled:])):
-                filled += count
+            declared, body = math.prod(shape), bytearray()
+            # In chunks: memory grows with the bytes that arrive, not with what a (damaged) header claims.
+            while len(body) < declared and (chunk := stream.read(min(READ_CHUNK, declared - len(body)))):
+                body += chunk
             extra = stream.read(1)
     except OSError as error:
         raise _read_error(path, error) from error
     except (EOFError, zlib.error) as error:
         raise LenetError(f"data file {escaped(path)} is corrupt or truncated (gzip: {error})") from error
-    expected = header_size + len(body)
-    if filled < len(body) or extra:
-        state = "truncated" if filled < len(body) else "longer than its header says"
-        size = header_size + filled + len(extra)
+    expected = header_size + declared
+    if len(body) < declared or extra:
+        state = "truncated" if len(body) < declared else "longer than its header says"
+        size = header_size + len(body) + len(extra)
         raise LenetError(
             f"data file {escaped(path)} is {state}: {size}{'+' if extra else ''} bytes, header {shape} needs {expected}"
         )
