@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from PIL import Image
 
 from lenet_cli import idx
 from lenet_cli.errors import DEBUG_VARIABLE
+from lenet_cli.model import LeNet
 from lenet_cli.writers import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +184,67 @@ def truncated_png(path: Path, digit: np.ndarray) -> Path:
     return path
 
 
+def alias_bomb(levels: int = 9, width: int = 9, inline: bool = False) -> str:
+    """YAML of a few hundred bytes whose aliases expand to ``width ** levels`` values ("billion laughs")."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "{" + ", ".join(lines) + "}" if inline else "\n".join(lines) + "\n"
+
+
+def deflated_zeros(prefix: bytes, size: int) -> tuple[bytes, int]:
+    """A raw deflate stream of ``prefix`` and then ``size`` zero bytes, and the CRC-32 of all of it.
+
+    Made in a fraction of a second whatever ``size`` (a multiple of 16 MiB): after a full flush the
+    compressor starts afresh, so every 16 MiB block of zeros compresses to the same bytes (~16 KB).
+    """
+    chunk = bytes(2**24)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(prefix)
+    for _ in range(size // len(chunk)):
+        crc = zlib.crc32(chunk, crc)
+    return head + block * (size // len(chunk)) + compressor.flush(), crc
+
+
+def gzip_bomb(path: Path, prefix: bytes, size: int) -> Path:
+    """A .gz file of a few MB that inflates to ``prefix`` and ``size`` zero bytes."""
+    stream, crc = deflated_zeros(prefix, size)
+    total = len(prefix) + size
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip, deflate, no name, no time
+    path.write_bytes(header + stream + struct.pack("<II", crc, total % 2**32))
+    return path
+
+
+def checkpoint_bomb(path: Path, size: int) -> Path:
+    """A LeNet checkpoint of a few MB whose first tensor declares ``size`` bytes (a multiple of 16 MiB,
+    below 2 GiB), stored as a deflated entry that inflates to exactly that: what torch reads in full."""
+    marker = 123_457  # the placeholder tensor's length, found and replaced in the pickle
+    buffer = io.BytesIO()
+    torch.save({"bomb": torch.zeros(marker, dtype=torch.uint8), "state_dict": LeNet().state_dict()}, buffer)
+    source = zipfile.ZipFile(buffer)
+    stream, crc = deflated_zeros(b"", size)
+    out, directory = io.BytesIO(), []
+    for entry in source.infolist():
+        data, method, length = source.read(entry), 0, 0
+        if entry.filename.endswith("/data.pkl"):  # its storage's byte count and the tensor's size
+            data = data.replace(b"J" + struct.pack("<i", marker), b"J" + struct.pack("<i", size))
+        if entry.filename.endswith("/data/0"):
+            data, method, length, check = stream, 8, size, crc
+        else:
+            length, check = len(data), zlib.crc32(data)
+        name, offset = entry.filename.encode(), out.tell()
+        sizes = (check, len(data), length, len(name))
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, *sizes, 0) + name + data)
+        central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, *sizes, 0, 0, 0, 0, 0, offset)
+        directory.append(central + name)
+    start = out.tell()
+    out.write(b"".join(directory))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(directory), len(directory), out.tell() - start, start, 0))
+    path.write_bytes(out.getvalue())
+    return path
+
+
 # --- A fit that is killed or stopped, and resumed -----------------------------------------------------
 
 STEPS_PER_EPOCH = 10
@@ -211,21 +274,29 @@ class CrashAt(Callback):
     """Kills or signals its own process during ``fit`` (given with :func:`crash_at`).
 
     Args:
-        point: ``"batch"``: after the batch that reaches ``step``; ``"writing_last"``: half-way through
+        point: ``"batch"``: after the batch that reaches ``step`` (``"batch_twice"``: twice at once);
+            ``"writing_last"``: half-way through
             writing ``last.ckpt`` once ``global_step >= step``; ``"before_last"``: once ``best.ckpt``
             of that epoch is written and ``last.ckpt`` is not.
         step: The global step to act at.
         signal_name: What ``"batch"`` sends: SIGKILL, SIGINT or SIGTERM.
+        rank: Only the process of this global rank acts (``None``: every process).
     """
 
-    def __init__(self, point: str, step: int, signal_name: str = "SIGKILL") -> None:
-        self.point, self.step, self.signal = point, step, getattr(signal, signal_name)
+    def __init__(self, point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> None:
+        self.point, self.step, self.signal, self.rank = point, step, getattr(signal, signal_name), rank
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.point == "batch" and trainer.global_step == self.step:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
+        if self.point in ("batch", "batch_twice") and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
+            if self.point == "batch_twice":
+                os.kill(os.getpid(), self.signal)  # before the loop reaches the batch boundary
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         checkpoint_io = trainer.strategy.checkpoint_io
         save = checkpoint_io.save_checkpoint
 
@@ -254,7 +325,7 @@ def _write_half_then_die(obj: Any, path: str | Path, *args: Any, **kwargs: Any) 
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def crash_at(point: str, step: int, signal_name: str = "SIGKILL") -> str:
+def crash_at(point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> str:
     """The option that adds :class:`CrashAt` to a ``fit``'s callbacks."""
-    init_args = {"point": point, "step": step, "signal_name": signal_name}
+    init_args = {"point": point, "step": step, "signal_name": signal_name, "rank": rank}
     return f"--trainer.callbacks+={json.dumps({'class_path': 'tests.helpers.CrashAt', 'init_args': init_args})}"

@@ -9,7 +9,11 @@ input in the folder it is given and returns that command line. ``CPU`` is added 
 from __future__ import annotations
 
 import errno
+import gzip
+import io
 import os
+import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from lenet_cli import idx
 from lenet_cli.cli import main
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
 from lenet_cli.model import LeNet
-from tests.helpers import CPU, NO_PROC, error_line, png_bomb, truncated_png, write_idx
+from tests.helpers import CPU, NO_PROC, alias_bomb, error_line, png_bomb, truncated_png, write_idx
 
 Setup = Callable[[Path], list[str]]
 
@@ -162,17 +166,193 @@ def folder_of_bad_files(folder: Path) -> list[str]:
     return predict("bad")
 
 
+def data_folder_with(damage: Callable[[Path], object], *options: str) -> Setup:
+    """A folder of four small, valid IDX files (20 images each), ``damage``d (given the folder)."""
+
+    def setup(folder: Path) -> list[str]:
+        data = folder / "data"
+        data.mkdir()
+        for key, stem in idx.FILES.items():
+            shape = (20, 28, 28) if key.endswith("images") else (20,)
+            write_idx(data / stem, torch.zeros(shape, dtype=torch.uint8))
+        damage(data)
+        return ["fit", "--data.data_dir=data", "--data.val_size=10", *options]
+
+    return setup
+
+
+def replace_file(stem: str, array: torch.Tensor) -> Callable[[Path], None]:
+    return lambda data: write_idx(data / idx.FILES[stem], array)
+
+
+def labels_beyond_classes(data: Path) -> None:
+    write_idx(data / idx.FILES["train_labels"], torch.full((20,), 12, dtype=torch.uint8))
+
+
+def data_file_is(kind: str) -> Callable[[Path], None]:
+    """The training images' file replaced by a folder or a FIFO of the same name."""
+
+    def damage(data: Path) -> None:
+        path = data / idx.FILES["train_images"]
+        path.unlink()
+        path.mkdir() if kind == "folder" else os.mkfifo(path)
+
+    return damage
+
+
+def gzip_longer_than_header(data: Path) -> None:
+    """A .gz file whose header says 20 images and whose stream inflates to 4 MB more (a small zip bomb)."""
+    path = data / idx.FILES["train_images"]
+    data_bytes = path.read_bytes() + bytes(4 * 2**20)
+    path.unlink()
+    path.with_name(f"{path.name}.gz").write_bytes(gzip.compress(data_bytes))
+
+
+def header_claims(shape: tuple[int, ...]) -> Callable[[Path], None]:
+    def damage(data: Path) -> None:
+        header = struct.pack(">HBB", 0, 0x08, len(shape)) + b"".join(struct.pack(">I", n) for n in shape)
+        (data / idx.FILES["train_images"]).write_bytes(header + bytes(100))
+
+    return damage
+
+
+def wrong_magic(data: Path) -> None:
+    path = data / idx.FILES["train_images"]
+    path.write_bytes(b"\x00\x00\x0d\x03" + path.read_bytes()[4:])  # 0x0D: float32, not unsigned bytes
+
+
+def config_bytes(data: bytes) -> Setup:
+    """``fit --config bad.yaml`` with ``data`` as the file's bytes."""
+
+    def setup(folder: Path) -> list[str]:
+        (folder / "bad.yaml").write_bytes(data)
+        return ["fit", "--config", "bad.yaml"]
+
+    return setup
+
+
+def special_file(kind: str, name: str = "special") -> Callable[[Path], Path]:
+    """Make a dangling symbolic link or a FIFO called ``name`` in the folder given."""
+
+    def make(folder: Path) -> Path:
+        path = folder / name
+        if kind == "dangling link":
+            path.symlink_to(folder / "gone.png")
+        else:
+            os.mkfifo(path)
+        return path
+
+    return make
+
+
+def predict_special(kind: str) -> Setup:
+    def setup(folder: Path) -> list[str]:
+        special_file(kind, "digit.png")(folder)
+        return predict("digit.png")
+
+    return setup
+
+
+def folder_of_specials(folder: Path) -> list[str]:
+    (folder / "odd").mkdir()
+    special_file("dangling link", "a.png")(folder / "odd")
+    special_file("fifo", "b.png")(folder / "odd")
+    return predict("odd")
+
+
+def glob_of_specials(folder: Path) -> list[str]:
+    special_file("fifo", "b.png")(folder)
+    return predict("*.png")
+
+
+def forged_name(folder: Path) -> list[str]:
+    """A file whose name holds a line break and a fake error line."""
+    (folder / "a\nerror: forged.png").write_text("not an image")
+    return predict("a\nerror: forged.png")
+
+
+def with_folder(name: str, args: list[str]) -> Setup:
+    def setup(folder: Path) -> list[str]:
+        (folder / name).mkdir()
+        return args
+
+    return setup
+
+
+def with_fifo(name: str, args: list[str]) -> Setup:
+    def setup(folder: Path) -> list[str]:
+        os.mkfifo(folder / name)
+        return args
+
+    return setup
+
+
+def lenet_bytes(transform: Callable[[bytes, dict[str, Any]], bytes] | None = None, **extra: Any) -> bytes:
+    """A LeNet checkpoint's bytes as torch.save writes them (with ``extra`` keys), then ``transform``ed."""
+    checkpoint = {"state_dict": LeNet().state_dict(), **extra}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue() if transform is None else transform(buffer.getvalue(), checkpoint)
+
+
+def flip_weight_bytes(data: bytes, checkpoint: dict[str, Any]) -> bytes:
+    """A few bytes of the first weight flipped: the archive is intact, its CRC no longer matches."""
+    weights = checkpoint["state_dict"]["features.0.weight"].numpy().tobytes()
+    at = data.index(weights) + 40
+    return data[:at] + bytes(b ^ 0xFF for b in data[at : at + 4]) + data[at + 4 :]
+
+
+def deflated(data: bytes, checkpoint: dict[str, Any]) -> bytes:
+    """The same archive with its entries compressed, which torch.save never does (and torch inflates)."""
+    source, target = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for entry in source.infolist():
+            archive.writestr(entry.filename, source.read(entry))
+    return target.getvalue()
+
+
+def zip_of(names: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in names:
+            archive.writestr(name, "hello")
+    return buffer.getvalue()
+
+
+def lenet_with(**changes: Any) -> Callable[[], dict[str, Any]]:
+    """A LeNet checkpoint dict with ``changes`` (``state_dict`` entries prefixed ``sd_``)."""
+
+    def contents() -> dict[str, Any]:
+        state_dict = LeNet().state_dict()
+        checkpoint: dict[str, Any] = {"state_dict": state_dict}
+        for key, value in changes.items():
+            if key.startswith("sd_"):
+                state_dict[key[3:].replace("__", ".")] = value
+            else:
+                checkpoint[key] = value
+        return checkpoint
+
+    return contents
+
+
+POSIX = pytest.mark.skipif(os.name != "posix", reason="FIFOs, /dev/zero and symbolic links")
+
+
 BAD_INPUTS = [
     # The command line
     pytest.param(["fit", "--trainer.max_epoch=3"], "unrecognized arguments: --trainer.max_epoch", id="unknown option"),
     pytest.param(["fitt"], "invalid choice: 'fitt'", id="unknown subcommand"),
-    pytest.param(["fit", "--data.batch_size=0"], "batch sizes must be positive", id="batch size 0"),
+    pytest.param(
+        ["fit", "--data.batch_size=0"],
+        "--data.batch_size 0: out of range; give a value of at least 1",
+        id="batch size 0",
+    ),
     pytest.param(["fit", "--trainer.accelerator=gpu"], "no usable CUDA GPU", id="GPU without one", marks=HAS_GPU),
     # Configs
     pytest.param(["fit", "--config", "nothere.yaml"], "does not exist", id="missing config file"),
     pytest.param(config_file("model:\n  lr: fast\n"), 'key "model.lr"', id="wrong type in YAML"),
     pytest.param(config_file("model:\n  lrr: 0.1\n"), "model.lrr", id="unknown key in YAML"),
-    pytest.param(config_file("model: [lr\n"), "Problems parsing config", id="YAML that does not parse"),
+    pytest.param(config_file("model: [lr\n"), "bad.yaml is not valid YAML: expected", id="YAML that does not parse"),
     # Data
     pytest.param(["fit", "--data.data_dir=nowhere", "--data.download=false"], "lacks the MNIST file", id="no data"),
     pytest.param(with_file(["fit", "--data.data_dir=a_file"]), "a_file is not a folder", id="data dir is a file"),
@@ -200,6 +380,196 @@ BAD_INPUTS = [
     pytest.param(bomb(30_000), "bomb.png: too large to decode safely", id="decompression bomb"),
     pytest.param(bomb(10_000), "bomb.png: 10000×10000 pixels", id="image just over Pillow's limit"),
     pytest.param(folder_of_bad_files, "none of the 2 files of bad is a readable digit image", id="only bad files"),
+    # Checkpoints that are not, or are damaged, or hold the wrong kinds of values
+    pytest.param(
+        checkpoint("test", b"hello, I am text\n"), "is not a readable checkpoint (not the zip", id="text ckpt"
+    ),
+    pytest.param(checkpoint("test", b"state_dict:\n  w: [1, 2]\n"), "is not a readable checkpoint", id="YAML ckpt"),
+    pytest.param(checkpoint("test", np.random.default_rng(1).bytes(4096)), "not a readable", id="random bytes ckpt"),
+    pytest.param(checkpoint("test", zip_of(["hello.txt"])), "but not one that torch.save wrote", id="other zip ckpt"),
+    pytest.param(checkpoint("test", lenet_bytes()[:3000]), "is not a readable checkpoint", id="truncated ckpt"),
+    pytest.param(checkpoint("test", lenet_bytes(flip_weight_bytes)), "fails the CRC check", id="flipped bytes ckpt"),
+    pytest.param(checkpoint("test", lenet_bytes(deflated)), "has compressed entries", id="compressed ckpt"),
+    pytest.param(
+        checkpoint("test", lenet_with(sd_features__0__weight="abc")),
+        "does not map weight names to tensors",
+        id="string weight",
+    ),
+    pytest.param(checkpoint("test", lambda: {"state_dict": [1, 2]}), "does not map weight names", id="state_dict list"),
+    pytest.param(
+        checkpoint("test", lenet_with(hyper_parameters=[1])), "its hyper_parameters is a list", id="hparams list"
+    ),
+    pytest.param(
+        checkpoint("test", lenet_with(hyper_parameters={"num_classes": "10"})),
+        "x.ckpt: its hyperparameter num_classes is '10', not a whole number",
+        id="num_classes a string",
+    ),
+    pytest.param(
+        checkpoint("test", lenet_with(hyper_parameters={"lr": "fast"})), "hyperparameter lr is 'fast'", id="lr a string"
+    ),
+    pytest.param(
+        checkpoint("test", lenet_with(callbacks=[])), "its callbacks is a list, not a mapping", id="callbacks list"
+    ),
+    pytest.param(
+        checkpoint("predict", lenet_with(sd_features__0__weight=torch.full((6, 1, 5, 5), float("nan")))),
+        "holds NaN or infinite weights (features.0.weight)",
+        id="NaN weights",
+    ),
+    pytest.param(
+        with_folder("ckpts", ["test", "--ckpt_path", "ckpts"]), "checkpoint ckpts is a folder", id="ckpt folder"
+    ),
+    pytest.param(
+        ["test", "--ckpt_path", "/dev/zero"], "/dev/zero is not a regular file", id="ckpt /dev/zero", marks=POSIX
+    ),
+    pytest.param(
+        with_fifo("x.ckpt", ["test", "--ckpt_path", "x.ckpt"]),
+        "x.ckpt is not a regular file",
+        id="ckpt FIFO",
+        marks=POSIX,
+    ),
+    # Data that is empty, mislabelled, a bomb, or not a file
+    pytest.param(
+        data_folder_with(labels_beyond_classes),
+        "labels of data go up to 12, but there are 10 classes",
+        id="labels out of range",
+    ),
+    pytest.param(
+        data_folder_with(
+            lambda d: (
+                replace_file("train_images", torch.zeros(0, 28, 28, dtype=torch.uint8))(d),
+                replace_file("train_labels", torch.zeros(0, dtype=torch.uint8))(d),
+            ),
+            "--data.val_size=1",
+        ),
+        "holds no images",
+        id="no training images",
+    ),
+    pytest.param(
+        data_folder_with(
+            lambda d: (
+                replace_file("test_images", torch.zeros(0, 28, 28, dtype=torch.uint8))(d),
+                replace_file("test_labels", torch.zeros(0, dtype=torch.uint8))(d),
+            )
+        ),
+        "the test set of data holds no images",
+        id="empty test set",
+    ),
+    pytest.param(
+        data_folder_with(replace_file("train_images", torch.zeros(20, 0, 0, dtype=torch.uint8))),
+        "have no pixels (0×0)",
+        id="images of no pixels",
+    ),
+    pytest.param(
+        data_folder_with(replace_file("train_labels", torch.zeros(7, dtype=torch.uint8))),
+        "train has 20 images but 7 labels",
+        id="images and labels differ",
+    ),
+    pytest.param(
+        data_folder_with(data_file_is("folder")), "train-images-idx3-ubyte is a folder", id="data file a folder"
+    ),
+    pytest.param(
+        data_folder_with(data_file_is("fifo")), "is not a regular file (a FIFO", id="data file a FIFO", marks=POSIX
+    ),
+    pytest.param(data_folder_with(gzip_longer_than_header), "is longer than its header says", id="gzip bomb"),
+    pytest.param(
+        data_folder_with(header_claims((3_000_000, 28, 28))), "GiB of pixels or labels, more than", id="huge header"
+    ),
+    pytest.param(data_folder_with(wrong_magic), "has a wrong IDX header (magic 00000d03", id="wrong IDX type"),
+    pytest.param(
+        ["fit", "--data.data_dir=~nouser/mnist"], "~nouser names no user of this machine", id="data ~unknownuser"
+    ),
+    pytest.param(
+        data_folder_with(lambda d: None, "--data.batch_size=64"),
+        "--data.batch_size 64 is larger than the 10 training images",
+        id="batch larger than the data",
+    ),
+    pytest.param(
+        data_folder_with(lambda d: None, "--data.val_size=20"),
+        "val_size must be between 1 and 19",
+        id="val_size too large",
+    ),
+    # Config files that are not text, empty, not a mapping, or a bomb
+    pytest.param(
+        config_bytes(b"\xff\xfe\x00\x01 binary"), "config file bad.yaml is not UTF-8 text", id="binary config"
+    ),
+    pytest.param(
+        config_bytes(b"model:\n  lr: 0.1\x00\n"), "config file bad.yaml is not valid YAML", id="NUL in config"
+    ),
+    pytest.param(config_file(""), "config file bad.yaml is empty", id="empty config"),
+    pytest.param(config_file("# only a comment\n"), "config file bad.yaml is empty", id="comment-only config"),
+    pytest.param(config_file("- model\n- data\n"), "holds a list, not options", id="config list"),
+    pytest.param(config_file("fit fast\n"), "holds a single value, not options", id="config scalar"),
+    pytest.param(
+        config_file(alias_bomb()), "its YAML aliases expand it to more than 100000 values", id="billion laughs"
+    ),
+    pytest.param(config_file("model: &m {lr: *m}\n"), "a YAML alias in it refers to itself", id="recursive alias"),
+    pytest.param(
+        config_file("a: " + "[" * 100 + "]" * 100 + "\n"), "is nested more than 64 levels deep", id="deep config"
+    ),
+    pytest.param(config_file("# " + "x" * (2**20 + 10) + "\n"), "more than a config can be (1 MiB)", id="huge config"),
+    pytest.param(with_folder("cfg", ["fit", "--config", "cfg"]), "config file cfg is a folder", id="config folder"),
+    pytest.param(
+        ["fit", "--config", "/dev/zero"],
+        "config file /dev/zero is not a regular file",
+        id="config /dev/zero",
+        marks=POSIX,
+    ),
+    pytest.param(
+        ["fit", f"--model={alias_bomb(inline=True)}"], "aliases expand it to more than", id="inline alias bomb"
+    ),
+    # Option values out of range
+    pytest.param(
+        ["fit", "--model.lr=-1"], "--model.lr -1.0: out of range; give a value of at least 0", id="negative lr"
+    ),
+    pytest.param(
+        ["fit", "--model.weight_decay=-0.1"], "--model.weight_decay -0.1: out of range", id="negative weight decay"
+    ),
+    pytest.param(
+        ["fit", "--seed_everything=-1"],
+        "--seed_everything -1: out of range; give a value from 0 to 4294967295",
+        id="negative seed",
+    ),
+    pytest.param(["fit", "--seed_everything=4294967296"], "from 0 to 4294967295", id="seed too large"),
+    pytest.param(["fit", "--data.split_seed=-3"], "--data.split_seed -3: out of range", id="negative split seed"),
+    pytest.param(
+        ["fit", "--trainer.accumulate_grad_batches=0"],
+        "accumulate_grad_batches 0: out of range; give a value of at least 1",
+        id="accumulate 0",
+    ),
+    pytest.param(
+        ["fit", "--trainer.check_val_every_n_epoch=0"],
+        "check_val_every_n_epoch 0: out of range",
+        id="validate every 0 epochs",
+    ),
+    pytest.param(
+        ["fit", "--trainer.val_check_interval=0"], "val_check_interval 0: out of range", id="validate every 0 steps"
+    ),
+    pytest.param(["fit", "--data.num_workers=-1"], "--data.num_workers -1: out of range", id="negative workers"),
+    pytest.param(
+        ["fit", "--trainer.max_epochs=-2"],
+        "--trainer.max_epochs -2: out of range; give a value of at least -1",
+        id="max_epochs -2",
+    ),
+    # Inputs to predict that name nothing usable
+    pytest.param(predict(""), "--data.predict_path is empty", id="empty predict_path"),
+    pytest.param(predict("~nouser/x.png"), "~nouser names no user of this machine", id="predict ~unknownuser"),
+    pytest.param(
+        predict_special("dangling link"), "digit.png is a dangling symbolic link", id="dangling link", marks=POSIX
+    ),
+    pytest.param(predict_special("fifo"), "digit.png is a FIFO, not an image file", id="FIFO to predict", marks=POSIX),
+    pytest.param(
+        folder_of_specials,
+        "(only entries that are not regular files: odd/a.png (a dangling symbolic link), odd/b.png (a FIFO))",
+        id="folder of specials",
+        marks=POSIX,
+    ),
+    pytest.param(
+        glob_of_specials,
+        "no files match *.png (only entries that are not regular files: b.png (a FIFO))",
+        id="glob of a FIFO",
+        marks=POSIX,
+    ),
+    pytest.param(forged_name, "a\\nerror: forged.png: not an image file", id="line break in a name"),
 ]
 
 EARLIER_METRICS = "epoch,step\n0,1\n"

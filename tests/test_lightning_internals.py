@@ -122,3 +122,12 @@ def test_a_missing_attribute_warns_once(
         assert call() is None
     assert len(lenet_warnings(recorded)) == 1
     assert lenet_warnings(recorded)[0].startswith(f"lenet: {feature}")
+
+
+def test_save_last_checkpoint_finds_modelcheckpoints_methods() -> None:
+    """``resume.RunCheckpoint`` writes last.ckpt every epoch through these (tests/test_resume_safety.py runs it)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callback = ModelCheckpoint()
+    for name in ("_should_skip_saving_checkpoint", "_save_last_checkpoint", "_monitor_candidates"):
+        assert callable(getattr(callback, name, None)), name

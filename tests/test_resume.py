@@ -45,3 +45,16 @@ def test_stop_signal_saves_last_checkpoint_and_prints_resume_command(
     main(shlex.split(command)[1:])
     final = read_checkpoint(tmp_path / "runs" / "quick" / "version_1" / "checkpoints" / "last.ckpt")
     assert final["global_step"] == EPOCHS * STEPS_PER_EPOCH
+
+
+def test_second_ctrl_c_stops_at_once_with_status_130(
+    small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(resumable_fit_args(small_mnist, crash_at("batch_twice", STEPS_PER_EPOCH + 5, "SIGINT")))
+    assert exit_info.value.code == 130  # Lightning's own KeyboardInterrupt handling exits with 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Ctrl-C again stops at once" in err
+    # Stopped without saving the interrupted state: last.ckpt is the first epoch's.
+    assert read_checkpoint(Path("runs/quick/version_0/checkpoints/last.ckpt"))["global_step"] == STEPS_PER_EPOCH

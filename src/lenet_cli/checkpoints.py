@@ -3,9 +3,14 @@ weights fit the model, and saves that a kill cannot leave half-written."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import pickle
 import re
+import shutil
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +19,131 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 
 from lenet_cli import atomic
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import LenetError, escaped
+
+# A LeNet checkpoint holds well under 1 MiB of tensors (61 706 weights, Adam's two moments, a few
+# scalars): anything near this is no LeNet checkpoint, and refused before torch reads a byte of it.
+MAX_CHECKPOINT_BYTES = 256 * 2**20
+MAX_ARCHIVE_ENTRIES = 10_000
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint without running code from it (``weights_only``), or fail in one line."""
+    """Load a checkpoint without running code from it (``weights_only``), or fail in one line.
+
+    The file is verified first (:func:`verify_archive`: a ``torch.save`` zip archive whose CRCs match,
+    nothing compressed, of a size a LeNet checkpoint can have), then read once, memory-mapped, and
+    its contents checked to be LeNet weights of the right kinds (:func:`check_contents`).
+    """
     path = Path(path)
+    name = escaped(path)
+    if not path.exists():
+        raise LenetError(f"checkpoint {name} does not exist")
+    if path.is_dir():
+        raise LenetError(f"checkpoint {name} is a folder; give a checkpoint file in it, such as {name}/best.ckpt")
     if not path.is_file():
-        raise LenetError(f"checkpoint {path} does not exist")
+        raise LenetError(f"checkpoint {name} is not a regular file (a device, FIFO or socket); give a .ckpt file")
+    verify_archive(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols: noise before our one line
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         if unsafe := unsafe_globals(path, error):
             raise LenetError(
-                f"checkpoint {path} refused: loading it would need arbitrary unpickling, which can run code "
+                f"checkpoint {name} refused: loading it would need arbitrary unpickling, which can run code "
                 f"from the file (it calls {', '.join(unsafe)}); lenet loads only tensors and plain values"
             ) from error
         raise LenetError(
-            f"{path} is not a readable checkpoint (a weights-only load rejects it: {rejection(error)})"
+            f"{name} is not a readable checkpoint (a weights-only load rejects it: {escaped(rejection(error))})"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # torch's reader raises many kinds on a damaged file
+        # Damage that the archive's directory does not show (a pickle that torch's reader stumbles on).
         detail = str(error).splitlines()[0] if str(error) else ""
-        raise LenetError(f"{path} is not a readable checkpoint ({type(error).__name__}: {detail})") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise LenetError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    if not any(key.startswith("features.0.") for key in checkpoint["state_dict"]):
-        raise LenetError(f"{path} is not a LeNet checkpoint of lenet-cli (its weights have other names)")
+        raise LenetError(f"{name} is not a readable checkpoint ({type(error).__name__}: {escaped(detail)})") from error
+    check_contents(checkpoint, name)
     return checkpoint
+
+
+def verify_archive(path: Path) -> None:
+    """Fail in one line unless ``path`` is a sound ``torch.save`` archive of a LeNet checkpoint's size.
+
+    Read from the zip directory and CRCs only, before anything is unpickled or inflated: torch would
+    inflate a compressed entry (a few MB that claim GiB of tensor) in full, and load a file with
+    flipped bytes without noticing. ``torch.save`` never compresses, so no compressed entry is taken.
+    """
+    name = escaped(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if len(entries) > MAX_ARCHIVE_ENTRIES:
+                raise LenetError(f"checkpoint {name} has {len(entries)} entries: no LeNet checkpoint has that many")
+            if not any(entry.filename.endswith("/data.pkl") or entry.filename == "data.pkl" for entry in entries):
+                raise LenetError(f"{name} is not a readable checkpoint (a zip file, but not one that torch.save wrote)")
+            compressed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+            if compressed:
+                raise LenetError(
+                    f"checkpoint {name} refused: it has compressed entries ({escaped(compressed[0])}), which "
+                    "torch.save never writes and torch would inflate in full; re-save it with torch.save"
+                )
+            size = sum(entry.file_size for entry in entries)
+            if size > MAX_CHECKPOINT_BYTES or size > path.stat().st_size:
+                raise LenetError(
+                    f"checkpoint {name} refused: it declares {size / 2**20:.0f} MiB of data in a "
+                    f"{path.stat().st_size / 2**20:.1f} MiB file; a LeNet checkpoint holds less than "
+                    f"{MAX_CHECKPOINT_BYTES // 2**20} MiB"
+                )
+            damaged = archive.testzip()
+    except zipfile.BadZipFile as error:
+        raise LenetError(
+            f"{name} is not a readable checkpoint (not the zip archive that torch.save writes: {error})"
+        ) from error
+    except (OSError, EOFError, zlib.error, NotImplementedError, ValueError) as error:
+        raise LenetError(f"{name} is not a readable checkpoint ({type(error).__name__}: {escaped(error)})") from error
+    if damaged is not None:
+        raise LenetError(
+            f"checkpoint {name} is damaged: its entry {escaped(damaged)} fails the CRC check (changed or corrupted "
+            "since it was written); use another checkpoint"
+        )
+
+
+def check_contents(checkpoint: Any, name: str) -> None:
+    """Fail in one line unless ``checkpoint`` holds LeNet weights and hyperparameters of the right kinds."""
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise LenetError(f"{name} is not a Lightning checkpoint (no state_dict)")
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+    ):
+        raise LenetError(f"checkpoint {name}: its state_dict does not map weight names to tensors; the file is damaged")
+    if not any(key.startswith("features.0.") for key in state_dict):
+        raise LenetError(f"{name} is not a LeNet checkpoint of lenet-cli (its weights have other names)")
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise LenetError(
+                f"checkpoint {name} holds NaN or infinite weights ({escaped(key)}): its training diverged; "
+                "use an earlier checkpoint, or train again with a lower --model.lr"
+            )
+    for section in ("hyper_parameters", "datamodule_hyper_parameters", "callbacks", "loops"):
+        value = checkpoint.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise LenetError(
+                f"checkpoint {name}: its {section} is a {type(value).__name__}, not a mapping; the file is damaged"
+            )
+    hparams = checkpoint.get("hyper_parameters") or {}
+    for key in ("num_classes", "in_channels"):
+        value = hparams.get(key)
+        if key in hparams and (type(value) is not int or not 1 <= value <= 100_000):
+            raise LenetError(
+                f"checkpoint {name}: its hyperparameter {key} is {escaped(repr(value))}, not a whole number from 1 "
+                "to 100000; the file was not written by lenet fit"
+            )
+    for key, kind in (("lr", (int, float)), ("weight_decay", (int, float)), ("lr_schedule", str)):
+        value = hparams.get(key)
+        if key in hparams and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise LenetError(
+                f"checkpoint {name}: its hyperparameter {key} is {escaped(repr(value))}; the file was not written "
+                "by lenet fit"
+            )
 
 
 def unsafe_globals(path: Path, error: Exception) -> list[str]:
@@ -70,6 +171,7 @@ def check_fits(checkpoint: dict[str, Any], model: LightningModule, path: str | P
     """
     saved = checkpoint["state_dict"]
     expected = model.state_dict()
+    path = escaped(path)
     hparams = checkpoint.get("hyper_parameters") or {}
     for name in ("num_classes", "in_channels"):
         ours = model.hparams.get(name)
@@ -149,9 +251,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic.replace_atomically(path) as temporary:
-            torch.save(checkpoint, temporary)
-            refuse_unsafe(temporary, path)
+        try:
+            with atomic.replace_atomically(path) as temporary:
+                # Through a Python file: a failed write raises OSError (ENOSPC...), not torch's
+                # "[enforce fail at inline_container.cc] unexpected pos" that names no cause.
+                with temporary.open("wb") as file:
+                    torch.save(checkpoint, file)
+                refuse_unsafe(temporary, path)
+        except OSError as error:
+            raise LenetError(write_failure(path, error)) from error
+
+
+def write_failure(path: str | Path, error: OSError) -> str:
+    """Why ``path`` could not be written, with the space left on its disk when that is the cause."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        folder = Path(path).absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        with contextlib.suppress(OSError):
+            reason += f", {shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+        return (
+            f"cannot write checkpoint {escaped(path)}: {reason}; free some space or give --checkpoint.dirpath elsewhere"
+        )
+    return f"cannot write checkpoint {escaped(path)}: {reason}"
 
 
 def use_atomic_saves(trainer: Trainer, preloaded: tuple[str | Path, dict[str, Any]] | None = None) -> None:

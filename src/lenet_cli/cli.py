@@ -19,10 +19,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lenet_cli import checkpoints, console, distributed, help, paths, pretrained, resume, run_index
 from lenet_cli.curves import TrainingCurves
 from lenet_cli.data import MNISTDataModule
-from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe
+from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe, escaped, print_safely
 from lenet_cli.lightning_internals import apply_checkpoint_hyperparameters, subcommand_parsers
 from lenet_cli.model import LeNet
-from lenet_cli.preflight import preflight
+from lenet_cli.preflight import check_config_sources, check_fresh_run, preflight
 from lenet_cli.report import EvaluationReport
 from lenet_cli.run_config import SaveRunConfig
 from lenet_cli.sample_images import SampleImages
@@ -126,7 +126,7 @@ class LenetCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         # Always present so that best.ckpt and last.ckpt sit at stable paths of every run.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(resume.RunCheckpoint, "checkpoint")
         parser.set_defaults(paths.CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(SampleImages, "sample_images")
         # Always present: predict writes predictions.csv and predictions.png to the run folder.
@@ -139,6 +139,7 @@ class LenetCLI(LightningCLI):
             if name in LightningCLI.subcommands():  # Trainer's own methods take weights_only
                 subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
+        check_config_sources(args if isinstance(args, list) else sys.argv[1:] if args is None else [])
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
@@ -168,6 +169,9 @@ class LenetCLI(LightningCLI):
             # The one read of the file: fails in one line before Lightning touches it, then serves
             # the hyperparameters (_parse_ckpt_path), check_fits and the trainer's restore.
             self.checked_checkpoint = checkpoints.load(config["ckpt_path"])
+            if subcommand == "fit":
+                defaults = subcommand_parsers(self)[subcommand].get_defaults()
+                resume.refuse_changed_options(self.checked_checkpoint, config, defaults, config["ckpt_path"])
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI's own reads the file again (lightning_internals.apply_checkpoint_hyperparameters).
@@ -175,10 +179,14 @@ class LenetCLI(LightningCLI):
             apply_checkpoint_hyperparameters(self, self.checked_checkpoint)
 
     def after_instantiate_classes(self) -> None:
+        check_fresh_run(self.trainer, fitting=self.subcommand == "fit")
         preloaded = None
         if self.checked_checkpoint is not None:
-            ckpt_path = self.config[self.subcommand]["ckpt_path"]
+            config = self.config[self.subcommand]
+            ckpt_path = config["ckpt_path"]
             checkpoints.check_fits(self.checked_checkpoint, self.model, ckpt_path)
+            if self.subcommand == "fit":
+                resume.check_resumable(self.checked_checkpoint, self.model, config, ckpt_path)
             preloaded, self.checked_checkpoint = (ckpt_path, self.checked_checkpoint), None
         checkpoints.use_atomic_saves(self.trainer, preloaded)
         distributed.throttle_sigterm_broadcast(self.trainer)
@@ -277,14 +285,21 @@ def main(args: ArgsType = None) -> None:
             LenetCLI(args=args)
     except SIGTERMException as stop:  # Ctrl-C or SIGTERM stopped fit; resume.StopOnSignal printed how to resume
         sys.exit(resume.exit_status(stop))
+    except resume.StoppedAtOnce:  # a second Ctrl-C
+        sys.exit(130)
+    except RuntimeError as error:  # a dead rank of a distributed run, or a bug (which keeps its traceback)
+        if os.environ.get(DEBUG_VARIABLE) or (line := distributed.peer_failure(error)) is None:
+            raise
+        print_safely(f"error: {escaped(line)}")
+        sys.exit(2)
     except (KeyboardInterrupt, *USER_ERRORS) as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise
         if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
-            print("interrupted", file=sys.stderr)
+            print_safely("interrupted")
             sys.exit(130)
         subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
-        print(f"error: {describe(error, subcommand)}", file=sys.stderr)
+        print_safely(f"error: {describe(error, subcommand)}")
         sys.exit(2)
     finally:
         if args is None:  # the command line's process, about to exit (not a call from Python)

@@ -190,13 +190,30 @@ class MNISTDataModule(LightningDataModule):
                 self._load_mnist(("test",))  # a sixth of the files to read: test and predict need no more
         elif "train" not in self.raw:
             self._load_mnist(("train",))
+        if stage == "fit":
+            self._check_batch_fits()
         # One shuffle seed for all ranks (drawn from the global RNG, so --seed_everything fixes it):
         # DDP ranks must cut their shards from the same permutation.
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         self.shuffle_seed = self.trainer.strategy.broadcast(seed, src=0) if self.trainer is not None else seed
 
+    def _check_batch_fits(self) -> None:
+        """Fail in one line on a batch larger than a rank's training images: with ``drop_last``, Lightning
+        would train zero steps, save nothing and exit 0. Here in ``setup``, before the logger writes."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = len(self.raw["train"][0]) // world_size
+        if self.hparams.batch_size > per_rank:
+            ranks = f" of each of the {world_size} ranks" if world_size > 1 else ""
+            raise LenetError(
+                f"--data.batch_size {self.hparams.batch_size} is larger than the {per_rank} training images{ranks}: "
+                f"no step would run; give at most {per_rank}"
+            )
+
     def _load_mnist(self, splits: tuple[str, ...] = ("train", "test")) -> None:
         arrays = idx.load(self.hparams.data_dir, allow_download=self.hparams.download, splits=splits)
+        source = self.hparams.data_dir or "the bundled MNIST"
+        for split in splits:
+            check_split(split, arrays[f"{split}_images"], arrays[f"{split}_labels"], self.num_classes, source)
         if "test" in splits:
             self.raw["test"] = (arrays["test_images"], arrays["test_labels"].long())
         if "train" not in splits:
@@ -276,3 +293,16 @@ def _augmentation(augment: bool | Augmentation | Mapping[str, Any]) -> Augmentat
     if augment is True:
         return Augmentation()
     return augment if isinstance(augment, Augmentation) else None
+
+
+def check_split(split: str, images: Tensor, labels: Tensor, num_classes: int, source: object) -> None:
+    """Fail in one line on a split that training or evaluation would trip over late (or not at all)."""
+    if len(images) == 0:
+        raise LenetError(f"the {split} set of {source} holds no images")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise LenetError(f"the {split} images of {source} have no pixels ({images.shape[1]}×{images.shape[2]})")
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise LenetError(
+            f"the {split} labels of {source} go up to {int(labels.max())}, but there are {num_classes} classes "
+            f"(labels 0 to {num_classes - 1}); is it another kind of data set?"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import re
 
 import torch.distributed
 from lightning.pytorch import Trainer
@@ -26,6 +27,31 @@ def throttle_sigterm_broadcast(trainer: Trainer, every_n_steps: int = SIGTERM_CH
     """
     if every_n_steps > 1:
         thin_sigterm_broadcast(trainer, every_n_steps)
+
+
+# What gloo and NCCL say when the process at the other end of a collective died or vanished.
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "remote process exited", "Socket Timeout")
+
+
+def peer_failure(error: BaseException) -> str | None:
+    """One line for ``error`` when it says that another process of this distributed run failed or
+    vanished (killed, out of memory, its node lost), else None: such errors are no bug of this process.
+
+    gloo raises a plain RuntimeError ("Read error ...: Connection reset by peer") within a second or
+    two of the peer's death, so the survivors stop instead of waiting in the next collective.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    distributed_error = getattr(torch.distributed, "DistError", ())
+    if not isinstance(error, distributed_error) and not any(marker in str(error) for marker in PEER_GONE):
+        return None
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", detail).split(". ")[0]  # gloo's "[.../pair.cc:545] Read error ..."
+    rank, size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return (
+        f"rank {rank} of {size}: another process of this distributed run failed or disappeared ({detail[:160]}); "
+        "its own output says why"
+    )
 
 
 def destroy_process_group() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import torch
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -21,16 +25,50 @@ class LenetError(Exception):
 USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
 
 
+def escaped(name: object) -> str:
+    """``name`` (a path, a message) safe to print on one line of a terminal.
+
+    Control characters (a newline in a file name would start a forged ``error:`` line; an escape
+    sequence would drive the terminal) are written as Python escapes, and the bytes of a file name that
+    are not UTF-8 (which Python keeps as surrogates) as ``\\xNN``.
+    """
+    text = os.fsdecode(name) if isinstance(name, (bytes, os.PathLike)) else str(name)
+    if text.isprintable():
+        return text
+    parts = []
+    for character in text:
+        if character.isprintable():
+            parts.append(character)
+        elif 0xDC80 <= ord(character) <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+            parts.append(f"\\x{ord(character) - 0xDC00:02x}")
+        else:
+            parts.append(character.encode("unicode_escape").decode("ascii"))
+    return "".join(parts)
+
+
+def print_safely(message: str) -> None:
+    """``message`` on stderr if it can be written: a warning must not end the command it warns about
+    (stderr closed, on a full disk or a broken pipe)."""
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
 def describe(error: BaseException, subcommand: str | None = None) -> str:
     """``error`` as one line, with a pointer to more where the message alone may not be enough.
 
     ``subcommand`` is the one the command line named, for the ``--help`` pointer of a parse error.
     """
     if isinstance(error, OSError) and error.strerror:
-        where = f" {error.filename}" if error.filename else ""
+        where = f" {escaped(error.filename)}" if error.filename else ""
         message = f"{error.strerror}:{where}" if where else error.strerror
+    elif isinstance(error, LenetError):
+        # lenet's messages are one line: a line break in one comes from a name in it, shown escaped.
+        message = escaped(str(error).strip()) or type(error).__name__
     else:
         message = " ".join(str(error).split()) or type(error).__name__
+    message = escaped(message)
     if isinstance(error, LenetError):
         return message
     if isinstance(error, ArgumentError):

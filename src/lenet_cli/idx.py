@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import shutil
 import urllib.request
 import zlib
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import LenetError, escaped
 
 # Stems of the four files, as in the canonical distribution.
 FILES = {
@@ -49,55 +51,114 @@ def bundled_dir() -> Path:
     return Path(str(resources.files("lenet_cli") / "datasets" / "mnist"))
 
 
+# The largest IDX array lenet reads (EMNIST's biggest split is ~550 MB): a header that claims more, or a
+# gzip stream that inflates past what its header says, is refused before the memory is taken.
+MAX_IDX_BYTES = 2**30
+READ_CHUNK = 16 * 2**20
+
+
 def find_file(folder: Path, stem: str) -> Path | None:
-    """``stem`` or ``stem.gz`` in ``folder`` (also the ``stem.idx3-ubyte`` spelling some mirrors use)."""
+    """``stem`` or ``stem.gz`` in ``folder`` (also the ``stem.idx3-ubyte`` spelling some mirrors use).
+
+    A name that is there but not a regular file (a folder, FIFO or device) is an error, not a missing
+    file: a download into its place would fail or read the device forever.
+    """
     for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+        if candidate.exists():
+            kind = "a folder" if candidate.is_dir() else "not a regular file (a FIFO, device or socket)"
+            raise LenetError(f"data file {escaped(candidate)} is {kind}; put the IDX file itself there")
     return None
 
 
 def read_bytes(path: Path) -> bytes:
+    """All bytes of ``path``, inflated when it ends in ``.gz`` (at most :data:`MAX_IDX_BYTES` + 1)."""
     try:
-        raw = path.read_bytes()
+        with _open(path) as stream:
+            return stream.read(MAX_IDX_BYTES + 1)
     except OSError as error:
-        raise LenetError(f"cannot read data file {path}: {error.strerror or error}") from error
-    if path.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise LenetError(f"data file {path} is corrupt or truncated (gzip: {error})") from error
+        raise _read_error(path, error) from error
+    except (EOFError, zlib.error) as error:
+        raise LenetError(f"data file {escaped(path)} is corrupt or truncated (gzip: {error})") from error
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _read_error(path: Path, error: OSError) -> LenetError:
+    if isinstance(error, gzip.BadGzipFile) or not error.strerror:
+        return LenetError(f"data file {escaped(path)} is corrupt or truncated (gzip: {error})")
+    return LenetError(f"cannot read data file {escaped(path)}: {error.strerror}")
 
 
 def parse_idx(data: bytes, path: Path, dims: int) -> torch.Tensor:
     """The unsigned-byte array in ``data`` with ``dims`` dimensions; any mismatch names ``path``."""
-    if len(data) < 4 + 4 * dims:
-        raise LenetError(f"data file {path} is truncated: {len(data)} bytes is shorter than an IDX header")
-    zero, dtype, ndim = int.from_bytes(data[0:2], "big"), data[2], data[3]
-    if zero != 0 or dtype != _UBYTE or ndim != dims:
-        raise LenetError(
-            f"data file {path} has a wrong IDX header (magic {data[:4].hex()}, "
-            f"expected 0000080{dims}: unsigned bytes in {dims} dimensions)"
-        )
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    expected = 4 + 4 * dims + int(torch.tensor(shape).prod())
+    shape = parse_header(data[: 4 + 4 * dims], path, dims)
+    expected = 4 + 4 * dims + math.prod(shape)
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
-        raise LenetError(f"data file {path} is {state}: {len(data)} bytes, header {shape} needs {expected}")
+        raise LenetError(f"data file {escaped(path)} is {state}: {len(data)} bytes, header {shape} needs {expected}")
     body = bytearray(data[4 + 4 * dims :])  # writable copy: torch.frombuffer warns on read-only bytes
-    return torch.frombuffer(body, dtype=torch.uint8).reshape(shape)
+    return torch.frombuffer(body, dtype=torch.uint8).reshape(shape) if body else torch.zeros(shape, dtype=torch.uint8)
+
+
+def parse_header(header: bytes, path: Path, dims: int) -> list[int]:
+    """The shape an IDX header of ``dims`` dimensions declares, checked against :data:`MAX_IDX_BYTES`."""
+    if len(header) < 4 + 4 * dims:
+        raise LenetError(f"data file {escaped(path)} is truncated: {len(header)} bytes is shorter than an IDX header")
+    zero, dtype, ndim = int.from_bytes(header[0:2], "big"), header[2], header[3]
+    if zero != 0 or dtype != _UBYTE or ndim != dims:
+        raise LenetError(
+            f"data file {escaped(path)} has a wrong IDX header (magic {header[:4].hex()}, "
+            f"expected 0000080{dims}: unsigned bytes in {dims} dimensions)"
+        )
+    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    if math.prod(shape) > MAX_IDX_BYTES:
+        raise LenetError(
+            f"data file {escaped(path)} declares {shape} = {math.prod(shape) / 2**30:.1f} GiB of pixels or labels, "
+            f"more than the {MAX_IDX_BYTES // 2**30} GiB lenet reads; is it really an MNIST-style file?"
+        )
+    return shape
 
 
 def read_idx(path: Path, dims: int, sha256: str | None = None) -> torch.Tensor:
-    """Read one IDX file (plain or gzip), checking its checksum when one is known."""
-    data = read_bytes(path)
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+    """Read one IDX file (plain or gzip), checking its checksum when one is known.
+
+    Streamed: the header is read first, then exactly the bytes it declares, so a gzip file that
+    inflates to far more than that (a "zip bomb") costs no more memory than a good one.
+    """
+    header_size = 4 + 4 * dims
+    try:
+        with _open(path) as stream:
+            header = stream.read(header_size)
+            shape = parse_header(header, path, dims)
+            declared, body = math.prod(shape), bytearray()
+            # In chunks: memory grows with the bytes that arrive, not with what a (damaged) header claims.
+            while len(body) < declared and (chunk := stream.read(min(READ_CHUNK, declared - len(body)))):
+                body += chunk
+            extra = stream.read(1)
+    except OSError as error:
+        raise _read_error(path, error) from error
+    except (EOFError, zlib.error) as error:
+        raise LenetError(f"data file {escaped(path)} is corrupt or truncated (gzip: {error})") from error
+    expected = header_size + declared
+    if len(body) < declared or extra:
+        state = "truncated" if len(body) < declared else "longer than its header says"
+        size = header_size + len(body) + len(extra)
         raise LenetError(
-            f"data file {path} does not match the verified MNIST checksum (corrupt or modified); "
+            f"data file {escaped(path)} is {state}: {size}{'+' if extra else ''} bytes, header {shape} needs {expected}"
+        )
+    if sha256 is not None and hashlib.sha256(header + body).hexdigest() != sha256:
+        raise LenetError(
+            f"data file {escaped(path)} does not match the verified MNIST checksum (corrupt or modified); "
             "reinstall lenet-cli or point --data.data_dir at a good copy"
         )
-    return parse_idx(data, path, dims)
+    if not body:
+        return torch.zeros(shape, dtype=torch.uint8)
+    return torch.frombuffer(body, dtype=torch.uint8).reshape(shape)
 
 
 def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30.0) -> None:

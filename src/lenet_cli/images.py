@@ -30,9 +30,6 @@ on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmar
 from __future__ import annotations
 
 import contextlib
-import glob
-import re
-import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +43,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageOps
 
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import LenetError, escaped, print_safely
+from lenet_cli.listing import list_files
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
@@ -155,29 +153,21 @@ def load_digits(
 
 
 def collect(path: str) -> tuple[list[Path], bool]:
-    """The files ``path`` names, in natural order (``2.png`` before ``10.png``), and whether it is one file."""
-    candidate = Path(path).expanduser()
-    if candidate.is_dir():
-        try:
-            files = [p for p in candidate.iterdir() if not p.name.startswith(".") and p.is_file()]
-        except OSError as error:
-            raise LenetError(f"cannot list the folder {candidate}: {error.strerror or error}") from error
-        if not files:
-            raise LenetError(f"the folder {candidate} holds no files: put digit images ({FORMATS}) in it")
-        return sorted(files, key=_natural_key), False
-    if candidate.is_file():
-        return [candidate], True
-    if any(character in path for character in "*?["):
-        matches = [Path(p) for p in glob.glob(str(candidate), recursive=True)]
-        files = [p for p in matches if p.is_file() and not p.name.startswith(".")]
-        if not files:
-            raise LenetError(f"no files match {path}")
-        return sorted(files, key=_natural_key), False
-    if candidate.exists():
-        raise LenetError(f"{candidate} is neither a file nor a folder")
-    raise LenetError(
-        f"{candidate} does not exist (give an image file, a folder of images or a glob such as 'digits/*.png')"
-    )
+    """The files ``path`` names, in natural order (``2.png`` before ``10.png``), and whether it is one file.
+
+    Each real file once, symbolic link loops cut (:func:`lenet_cli.listing.list_files`); entries that
+    are not regular files (dangling links, FIFOs, devices) are named in a warning.
+    """
+    listing = list_files(path)
+    if listing.skipped:
+        lines = [f"{escaped(entry)}: {kind}" for entry, kind in listing.skipped[:MAX_LISTED]]
+        if len(listing.skipped) > MAX_LISTED:
+            lines.append(f"… and {len(listing.skipped) - MAX_LISTED} more")
+        _warn(
+            f"warning: skipped {len(listing.skipped)} entries of {escaped(path)} that are not regular files:\n  "
+            + "\n  ".join(lines)
+        )
+    return listing.files, listing.single
 
 
 def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Image.Image:
@@ -455,7 +445,7 @@ def _too_large(path: str | Path, width: int, height: int, limit: int) -> str:
 
 
 def _listing(failures: Sequence[BadImage], separator: str) -> str:
-    lines = [str(failure) for failure in failures[:MAX_LISTED]]
+    lines = [escaped(failure) for failure in failures[:MAX_LISTED]]
     if len(failures) > MAX_LISTED:
         lines.append(f"… and {len(failures) - MAX_LISTED} more")
     return separator.join(lines)
@@ -463,8 +453,4 @@ def _listing(failures: Sequence[BadImage], separator: str) -> str:
 
 @rank_zero_only
 def _warn(message: str) -> None:
-    print(message, file=sys.stderr)  # every DDP rank reads the files; one of them says so
-
-
-def _natural_key(path: Path) -> list[str | int]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+    print_safely(message)  # every DDP rank reads the files; one of them says so

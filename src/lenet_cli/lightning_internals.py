@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -35,6 +36,22 @@ def sigterm_flag(trainer: Trainer) -> Callable[[], None] | None:
         connector.received_sigterm = True
 
     return stop_at_next_batch
+
+
+def save_last_checkpoint(callback: ModelCheckpoint, trainer: Trainer) -> None:
+    """Write ``callback``'s ``last.ckpt`` now, unless it saved at this step already or saves nothing now
+    (sanity check, ``fast_dev_run``, not fitting).
+
+    Lightning's ``save_last`` writes ``last.ckpt`` only together with another checkpoint (a new best)
+    and has no public way to ask for it (``resume.RunCheckpoint``); its own method keeps the file name,
+    version counter and ``"link"`` mode.
+    """
+    needed = ("_should_skip_saving_checkpoint", "_save_last_checkpoint", "_monitor_candidates")
+    if not all(hasattr(callback, name) for name in needed):
+        warn_once("last.ckpt after every epoch", "ModelCheckpoint." + "/".join(needed))
+        return
+    if not callback._should_skip_saving_checkpoint(trainer):
+        callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
 
 
 def thin_sigterm_broadcast(trainer: Trainer, every_n_steps: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +13,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.errors import escaped, print_safely
 from lenet_cli.mosaic import save_image_grid
 from lenet_cli.paths import callback_output_folder
 
@@ -78,12 +78,12 @@ class PredictionWriter(BasePredictionWriter):
                 "; mistakes in red (true class in brackets)" if labelled else ": predicted class and its probability"
             )
             written.append(str(save_grid(shown, inputs, sources, title, folder / "predictions.png")))
-        print(f"Predictions of {summary}: {', '.join(written)}", file=sys.stderr)
+        print_safely(f"Predictions of {summary}: {', '.join(written)}")
         skipped = skipped_files(datamodule)
         if skipped:  # warned about while the files were read, long before this summary: say it again
             listed = ", ".join(skipped[:MAX_LISTED])
             listed += f" and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
-            print(f"warning: skipped {len(skipped)} unreadable files (reasons above): {listed}", file=sys.stderr)
+            print_safely(f"warning: skipped {len(skipped)} unreadable files (reasons above): {escaped(listed)}")
 
 
 def skipped_files(datamodule: Any) -> list[str]:
@@ -139,7 +139,7 @@ def to_csv(rows: Sequence[Row], sources: Sequence[str] | None) -> str:
         writer.writerow(
             [
                 row.index,
-                sources[row.index] if sources else row.index,
+                escaped(sources[row.index]) if sources else row.index,  # a name that is not UTF-8 as \xNN
                 row.classes[0],
                 f"{row.probabilities[0]:.4f}",
                 *ranked,
@@ -154,7 +154,7 @@ def save_grid(rows: Sequence[Row], inputs: torch.Tensor, sources: Sequence[str] 
     images = inputs[torch.tensor([row.index for row in rows], device=inputs.device)].squeeze(1).cpu()
     captions, mistakes = [], []
     for row in rows:
-        name = Path(sources[row.index]).name if sources else f"#{row.index}"
+        name = escaped(Path(sources[row.index]).name) if sources else f"#{row.index}"
         name = name if len(name) <= 14 else name[:13] + "…"
         predicted, known = row.classes[0], row.label >= 0
         wrong = known and predicted != row.label
