@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,18 +34,9 @@ import torch
 
 from lenet_cli import checkpoints, data, export, idx
 from lenet_cli.model import LeNet
+from lenet_cli.pretrained import cpu_name
 
 Engine = Callable[[np.ndarray, torch.Tensor], object]  # one forward pass: (numpy input, the same as a tensor)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_model(ckpt_path: str | None, channels_last: bool) -> LeNet:

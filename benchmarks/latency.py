@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lenet_cli.pretrained import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "mnist.yaml")
 CLOCK_VARIABLE = "LENET_LATENCY_CLOCK"
@@ -56,16 +58,6 @@ def environment(root: Path = ROOT) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(command: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> tuple[float, float, str]:
@@ -147,7 +139,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="lenet-latency-"))
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "cpu": f"{cpu_model()} ({os.cpu_count()} logical CPUs)",
+        "cpu": f"{cpu_name()} ({os.cpu_count()} logical CPUs)",
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
         "rounds": args.rounds,

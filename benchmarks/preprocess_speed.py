@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # tests.photos, and lenet_cli from this checkout
 
 from lenet_cli import idx, images  # noqa: E402
+from lenet_cli.pretrained import cpu_name  # noqa: E402
 from tests import photos  # noqa: E402
 
 SIZES = {"0.3 MP": (640, 480), "3 MP": (2000, 1500), "12 MP": (4000, 3000)}
@@ -65,16 +66,6 @@ def time_one(path: Path, repeats: int) -> list[tuple[float, float]]:
         milliseconds(lambda: images.preprocess(gray, path.name), repeats),
         milliseconds(lambda: Image.open(path).convert("L"), max(3, repeats // 4)),
     ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

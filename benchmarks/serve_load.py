@@ -47,6 +47,8 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from lenet_cli.pretrained import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0
@@ -366,14 +368,6 @@ def run_load(
 
 
 # --- the report ---------------------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def header() -> dict[str, str]:

@@ -163,7 +163,7 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
         "torch": torch.__version__,
         "lightning": lightning.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "date": date.today().isoformat(),
         "data": "MNIST as bundled with lenet-cli (sha256-verified, lenet_cli/datasets/mnist): 55 000 training "
@@ -174,7 +174,7 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
     return entry
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

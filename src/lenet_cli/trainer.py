@@ -71,7 +71,8 @@ class LenetTrainer(Trainer):
             dataloaders: Unused: the images come from ``--data.*``.
             ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
                 of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there) or a checkpoint file; none: the model's initial, untrained weights.
+                there), ``pretrained`` (the bundled model), ``untrained`` or a checkpoint file; none: fails
+                (validate must name the weights it reports on).
             verbose: Print the table of metrics.
             datamodule: The images (``--data.*``).
             weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
@@ -94,7 +95,8 @@ class LenetTrainer(Trainer):
             dataloaders: Unused: the images come from ``--data.*``.
             ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
                 of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there) or a checkpoint file; none: the model's initial, untrained weights.
+                there), ``pretrained`` (the bundled model, also the default), ``untrained`` or a checkpoint
+                file.
             verbose: Print the table of metrics.
             datamodule: The images (``--data.*``).
             weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
