@@ -314,14 +314,20 @@ class CrashAt(Callback):
 _TORCH_SAVE = torch.save
 
 
-def _write_half_then_die(obj: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
+def _write_half_then_die(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None:
     """Stands in for ``torch.save``: the process dies with half the bytes written."""
     buffer = io.BytesIO()
     _TORCH_SAVE(obj, buffer)
-    with open(path, "wb") as f:  # whatever file the checkpoint IO writes to: the checkpoint or a temporary
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        f.flush()
-        os.fsync(f.fileno())
+    half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    if hasattr(path, "write"):  # an open file of the checkpoint IO's (the temporary beside the checkpoint)
+        path.write(half)
+        path.flush()
+        os.fsync(path.fileno())
+    else:
+        with open(path, "wb") as f:  # whatever file the checkpoint IO writes to
+            f.write(half)
+            f.flush()
+            os.fsync(f.fileno())
     os.kill(os.getpid(), signal.SIGKILL)
 
 

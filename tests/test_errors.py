@@ -166,6 +166,11 @@ def folder_of_bad_files(folder: Path) -> list[str]:
     return predict("bad")
 
 
+def as_test(setup: Setup) -> Setup:
+    """``setup``'s data folder given to ``lenet test`` (fit reads only the training files)."""
+    return lambda folder: ["test", *setup(folder)[1:]]
+
+
 def data_folder_with(damage: Callable[[Path], object], *options: str) -> Setup:
     """A folder of four small, valid IDX files (20 images each), ``damage``d (given the folder)."""
 
@@ -445,10 +450,12 @@ BAD_INPUTS = [
         id="no training images",
     ),
     pytest.param(
-        data_folder_with(
-            lambda d: (
-                replace_file("test_images", torch.zeros(0, 28, 28, dtype=torch.uint8))(d),
-                replace_file("test_labels", torch.zeros(0, dtype=torch.uint8))(d),
+        as_test(
+            data_folder_with(
+                lambda d: (
+                    replace_file("test_images", torch.zeros(0, 28, 28, dtype=torch.uint8))(d),
+                    replace_file("test_labels", torch.zeros(0, dtype=torch.uint8))(d),
+                )
             )
         ),
         "the test set of data holds no images",

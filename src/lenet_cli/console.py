@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lenet_cli.errors import DEBUG_VARIABLE
+from lenet_cli.errors import DEBUG_VARIABLE, print_safely
 
 # (module that warns, start of the message, why it says nothing a lenet user needs).
 HARMLESS_WARNINGS = (
@@ -94,5 +93,8 @@ def quiet() -> Iterator[None]:
 
 
 def say(message: str) -> None:
-    """One line of lenet's own on stderr, where Lightning's messages and the progress bar go too."""
-    print(message, file=sys.stderr, flush=True)
+    """One line of lenet's own on stderr, where Lightning's messages and the progress bar go too.
+
+    Best-effort (``errors.print_safely``): a stderr that cannot be written must not stop the command.
+    """
+    print_safely(message)
