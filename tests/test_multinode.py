@@ -28,6 +28,9 @@ TWO_NODES = [
     "--trainer.strategy=ddp",
     "--trainer.enable_progress_bar=false",
 ]
+# Lightning's "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2", which shows the second node joined,
+# is one of the lines lenet's console leaves out (lenet_cli.console) unless LENET_DEBUG is set.
+SHOW_LIGHTNING = {"LENET_DEBUG": "1"}
 TIMEOUT_S = 180  # for each launch: a hang fails the test instead of holding CI
 
 
@@ -64,16 +67,16 @@ def launch(commands: list[list[str]], envs: list[Mapping[str, str]], cwd: Path) 
     return results
 
 
-def torchrun(args: list[str], cwd: Path) -> list[tuple[int, str, float]]:
+def torchrun(args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> list[tuple[int, str, float]]:
     """``lenet ARGS`` as two torchrun "nodes" (``--node-rank 0`` and ``1``) of one process each."""
     port = free_port()
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
     rendezvous = ["--master-addr=127.0.0.1", f"--master-port={port}", "--max-restarts=0"]
     commands = [[*node, f"--node-rank={rank}", *rendezvous, "-m", "lenet_cli", *args, *TWO_NODES] for rank in (0, 1)]
-    return launch(commands, [{}, {}], cwd)
+    return launch(commands, [dict(env or {}), dict(env or {})], cwd)
 
 
-def srun(args: list[str], cwd: Path) -> list[tuple[int, str, float]]:
+def srun(args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> list[tuple[int, str, float]]:
     """``lenet ARGS`` as two SLURM tasks on two nodes, with the variables ``srun`` sets for each."""
     port = free_port()
     envs = [
@@ -88,6 +91,7 @@ def srun(args: list[str], cwd: Path) -> list[tuple[int, str, float]]:
             "SLURM_JOB_ID": "4242",
             "SLURM_NODELIST": "127.0.0.1",
             "MASTER_PORT": str(port),  # else Lightning derives it from SLURM_JOB_ID
+            **(env or {}),
         }
         for rank in (0, 1)
     ]
@@ -109,7 +113,8 @@ def quick(data_dir: Path) -> list[str]:
 def two_node_fit(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fit on two torchrun nodes (20 steps of 2 × 64 images): the working folder."""
     workdir = tmp_path_factory.mktemp("multinode")
-    results = torchrun(["fit", *quick(small_mnist), "--trainer.limit_train_batches=20", "--seed_everything=5"], workdir)
+    fit = ["fit", *quick(small_mnist), "--trainer.limit_train_batches=20", "--seed_everything=5"]
+    results = torchrun(fit, workdir, SHOW_LIGHTNING)
     succeeded(results)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in results[1][1]
     return workdir
@@ -133,12 +138,12 @@ def newest_run(workdir: Path) -> Path:
 
 @pytest.mark.parametrize("launcher", [torchrun, srun], ids=["torchrun", "SLURM variables"])
 def test_two_nodes_test_exactly_like_one_process(
-    launcher: Callable[[list[str], Path], list[tuple[int, str, float]]], two_node_fit: Path, small_mnist: Path
+    launcher: Callable[..., list[tuple[int, str, float]]], two_node_fit: Path, small_mnist: Path
 ) -> None:
     run = two_node_fit / "runs" / "quick" / "version_0"
     assert last_logged(run, "val/acc") >= 0.6  # 20 steps of 2 × 64 images: it has learned
     best = run / "checkpoints" / "best.ckpt"
-    results = launcher(["test", *quick(small_mnist), f"--ckpt_path={best}"], two_node_fit)
+    results = launcher(["test", *quick(small_mnist), f"--ckpt_path={best}"], two_node_fit, SHOW_LIGHTNING)
     succeeded(results)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in results[1][1]  # the second node joined as rank 1
     two_nodes = newest_run(two_node_fit)
