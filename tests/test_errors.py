@@ -40,18 +40,8 @@ HAS_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
 
 
 def data_folder(damage: Callable[[Path], object]) -> Setup:
-    """A folder of four small, valid IDX files, then ``damage``d (given the training images' file)."""
-
-    def setup(folder: Path) -> list[str]:
-        data = folder / "data"
-        data.mkdir()
-        for key, stem in idx.FILES.items():
-            shape = (20, 28, 28) if key.endswith("images") else (20,)
-            write_idx(data / stem, torch.zeros(shape, dtype=torch.uint8))
-        damage(data / idx.FILES["train_images"])
-        return ["fit", "--data.data_dir=data", "--data.val_size=10"]
-
-    return setup
+    """:func:`data_folder_with`, ``damage`` given the training images' file."""
+    return data_folder_with(lambda data: damage(data / idx.FILES["train_images"]))
 
 
 def truncate(path: Path) -> None:
