@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -113,6 +114,19 @@ class LenetCLI(LightningCLI):
             if subcommand == "fit":
                 defaults = subcommand_parsers(self)[subcommand].get_defaults()
                 resume.refuse_changed_options(self.checked_checkpoint, config, defaults, config["ckpt_path"])
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI turns the checkpoint's hyperparameters into --model options: a bad one fails there
+        # as an option error that does not say where the value came from.
+        try:
+            super()._parse_ckpt_path()
+        except (ArgumentError, SystemExit) as error:
+            path = escaped(self.config[self.config.subcommand].get("ckpt_path"))
+            detail = " ".join(str(error).split()) if isinstance(error, ArgumentError) else "see above"
+            raise LenetError(
+                f"checkpoint {path}: its hyperparameters are not options of this lenet ({escaped(detail)}); "
+                "use a checkpoint that lenet fit wrote"
+            ) from error
 
     def after_instantiate_classes(self) -> None:
         check_fresh_run(self.trainer, fitting=self.subcommand == "fit")
