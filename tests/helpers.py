@@ -6,6 +6,7 @@ A plain module (``from tests.helpers import ...``); the fixtures are in ``confte
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,7 +19,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -291,12 +292,14 @@ class CrashAt(Callback):
 _TORCH_SAVE = torch.save
 
 
-def _write_half_then_die(obj: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
+def _write_half_then_die(obj: Any, path: str | Path | BinaryIO, *args: Any, **kwargs: Any) -> None:
     """Stands in for ``torch.save``: the process dies with half the bytes written."""
     buffer = io.BytesIO()
     _TORCH_SAVE(obj, buffer)
-    with open(path, "wb") as f:  # whatever file the checkpoint IO writes to: the checkpoint or a temporary
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    # Whatever the checkpoint IO writes to: the checkpoint or a temporary, by name or as an open file.
+    with contextlib.nullcontext(path) if hasattr(path, "write") else open(path, "wb") as f:
+        f.write(half)
         f.flush()
         os.fsync(f.fileno())
     os.kill(os.getpid(), signal.SIGKILL)
