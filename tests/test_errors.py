@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -98,7 +99,10 @@ def checkpoint(subcommand: str, contents: Callable[[], dict[str, Any]] | bytes) 
 
 def five_classes() -> dict[str, Any]:
     model = LeNet(num_classes=5)
-    return {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    return {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), **LIGHTNING}
+
+
+LIGHTNING = {"pytorch-lightning_version": lightning.__version__}  # what Trainer.save_checkpoint adds
 
 
 def another_model() -> dict[str, Any]:
@@ -319,7 +323,7 @@ def lenet_with(**changes: Any) -> Callable[[], dict[str, Any]]:
 
     def contents() -> dict[str, Any]:
         state_dict = LeNet().state_dict()
-        checkpoint: dict[str, Any] = {"state_dict": state_dict}
+        checkpoint: dict[str, Any] = {"state_dict": state_dict, **LIGHTNING}
         for key, value in changes.items():
             if key.startswith("sd_"):
                 state_dict[key[3:].replace("__", ".")] = value
@@ -404,6 +408,21 @@ BAD_INPUTS = [
     ),
     pytest.param(
         checkpoint("test", lenet_with(callbacks=[])), "its callbacks is a list, not a mapping", id="callbacks list"
+    ),
+    pytest.param(
+        checkpoint("test", lambda: {"state_dict": LeNet().state_dict()}),
+        "is not a Lightning checkpoint (it has no pytorch-lightning_version)",
+        id="bare torch.save of weights",
+    ),
+    pytest.param(
+        checkpoint("test", lenet_with(hyper_parameters={"lr_schedule": "weird"})),
+        'checkpoint x.ckpt: its hyperparameters are not options of this lenet (Parser key "model.lr_schedule"',
+        id="hparam not an option value",
+    ),
+    pytest.param(
+        checkpoint("fit", lenet_with(hyper_parameters={"lr": -1.0})),
+        "checkpoint x.ckpt: its hyperparameter lr is -1.0, not a number of at least 0",
+        id="hparam lr out of range",
     ),
     pytest.param(
         checkpoint("predict", lenet_with(sd_features__0__weight=torch.full((6, 1, 5, 5), float("nan")))),

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -143,6 +144,7 @@ def checkpoint_bytes() -> bytes:
     model(torch.zeros(1, 1, 32, 32)).sum().backward()
     optimizer.step()  # Adam's moments, as in a real checkpoint
     checkpoint = {
+        "pytorch-lightning_version": lightning.__version__,
         "epoch": 0,
         "global_step": 1,
         "state_dict": model.state_dict(),

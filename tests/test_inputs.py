@@ -58,11 +58,13 @@ def test_odd_entries_of_a_folder_are_named(
     digit(tmp_path / "d" / "good.png")
     (tmp_path / "d" / "dangling.png").symlink_to(tmp_path / "gone.png")
     os.mkfifo(tmp_path / "d" / "pipe.png")  # reading it would block for ever
+    (tmp_path / "d" / "zeros.png").symlink_to("/dev/zero")  # ... and this one would never end
     main(predict("d"))
     assert predicted_sources(tmp_path) == ["d/good.png"]
     err = capsys.readouterr().err
-    assert "warning: skipped 2 entries of d that are not regular files:" in err
+    assert "warning: skipped 3 entries of d that are not regular files:" in err
     assert "d/dangling.png: a dangling symbolic link" in err and "d/pipe.png: a FIFO" in err
+    assert "d/zeros.png: a device" in err
 
 
 def test_file_names_that_are_not_utf8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

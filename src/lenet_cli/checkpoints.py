@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import pickle
 import re
 import shutil
@@ -117,6 +118,12 @@ def check_contents(checkpoint: Any, name: str) -> None:
         raise LenetError(f"checkpoint {name}: its state_dict does not map weight names to tensors; the file is damaged")
     if not any(key.startswith("features.0.") for key in state_dict):
         raise LenetError(f"{name} is not a LeNet checkpoint of lenet-cli (its weights have other names)")
+    if not isinstance(checkpoint.get("pytorch-lightning_version"), str):
+        # Lightning's loading reads it first (a KeyError otherwise): a bare torch.save of weights.
+        raise LenetError(
+            f"{name} is not a Lightning checkpoint (it has no pytorch-lightning_version): lenet reads the "
+            "checkpoints that lenet fit writes"
+        )
     for key, value in state_dict.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise LenetError(
@@ -137,12 +144,14 @@ def check_contents(checkpoint: Any, name: str) -> None:
                 f"checkpoint {name}: its hyperparameter {key} is {escaped(repr(value))}, not a whole number from 1 "
                 "to 100000; the file was not written by lenet fit"
             )
-    for key, kind in (("lr", (int, float)), ("weight_decay", (int, float)), ("lr_schedule", str)):
+    for key in ("lr", "weight_decay"):  # LightningCLI makes them --model options, past lenet's range checks
         value = hparams.get(key)
-        if key in hparams and (not isinstance(value, kind) or isinstance(value, bool)):
+        if key in hparams and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+        ):
             raise LenetError(
-                f"checkpoint {name}: its hyperparameter {key} is {escaped(repr(value))}; the file was not written "
-                "by lenet fit"
+                f"checkpoint {name}: its hyperparameter {key} is {escaped(repr(value))}, not a number of at "
+                "least 0; the file was not written by lenet fit"
             )
 
 

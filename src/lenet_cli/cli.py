@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -175,8 +176,19 @@ class LenetCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI's own reads the file again (lightning_internals.apply_checkpoint_hyperparameters).
-        if self.checked_checkpoint is not None:
+        # The checkpoint's hyperparameters become --model options: a bad one fails there as an option
+        # error that does not say where the value came from.
+        if self.checked_checkpoint is None:
+            return
+        try:
             apply_checkpoint_hyperparameters(self, self.checked_checkpoint)
+        except (ArgumentError, SystemExit) as error:
+            path = escaped(self.config[self.config.subcommand].get("ckpt_path"))
+            detail = " ".join(str(error).split()) if isinstance(error, ArgumentError) else "see above"
+            raise LenetError(
+                f"checkpoint {path}: its hyperparameters are not options of this lenet ({escaped(detail)}); "
+                "use a checkpoint that lenet fit wrote"
+            ) from error
 
     def after_instantiate_classes(self) -> None:
         check_fresh_run(self.trainer, fitting=self.subcommand == "fit")
