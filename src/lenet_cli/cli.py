@@ -180,8 +180,13 @@ class LenetCLI(LightningCLI):
         # error that does not say where the value came from.
         if self.checked_checkpoint is None:
             return
+        # How the step runs is this command's choice, not the checkpoint's: a --model.compile or
+        # --model.cuda_graph given now must not be replaced by the value the checkpoint was trained with.
+        hparams = self.checked_checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict):
+            hparams = {key: value for key, value in hparams.items() if key not in LeNet.RUNTIME_OPTIONS}
         try:
-            apply_checkpoint_hyperparameters(self, self.checked_checkpoint)
+            apply_checkpoint_hyperparameters(self, {**self.checked_checkpoint, "hyper_parameters": hparams})
         except (ArgumentError, SystemExit) as error:
             path = escaped(self.config[self.config.subcommand].get("ckpt_path"))
             detail = " ".join(str(error).split()) if isinstance(error, ArgumentError) else "see above"

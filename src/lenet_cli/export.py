@@ -63,13 +63,16 @@ class Classifier(nn.Module):
 def run(
     trainer: Trainer,
     model: LightningModule,
-    datamodule: LightningDataModule | None = None,
-    ckpt_path: str | None = None,
-    format: str = "onnx",
-    output: str | None = None,
-    with_preprocessing: bool = False,
+    datamodule: LightningDataModule | None,
+    *,
+    ckpt_path: str | None,
+    format: str,
+    output: str | None,
+    with_preprocessing: bool,
 ) -> Path:
-    """Write ``model`` with the weights of ``ckpt_path`` as ``output``; see ``LenetTrainer.export``.
+    """Write ``model`` with the weights of ``ckpt_path`` as ``output``.
+
+    The options and their defaults are ``LenetTrainer.export``'s, the subcommand's, and only there.
 
     Everything the user can get wrong (no checkpoint, format, output, missing tools) fails in one line
     before the export starts. The export runs on the CPU whatever the trainer's accelerator is.

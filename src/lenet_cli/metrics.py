@@ -5,33 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
-class WeightedMean(Metric):
-    """Mean of per-batch values weighted by batch size; exact under DDP, where the sums are all-reduced.
+def batch_sums(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean cross-entropy of a batch, and its (loss × batch size, correct predictions, batch size)."""
+    loss = F.cross_entropy(logits, labels)
+    correct = (logits.argmax(dim=1) == labels).sum().to(loss.dtype)
+    return loss, torch.stack((loss.detach() * len(labels), correct, torch.full_like(correct, len(labels))))
 
+
+class EpochMeans(Metric):
+    """An epoch's loss and accuracy from :func:`batch_sums`: one add per step, exact under DDP.
+
+    The three sums are all-reduced once per epoch, so every sample of every rank counts once.
     (torchmetrics' MeanMetric either syncs with the host per update to check for NaN or, with
-    ``nan_strategy="disable"``, drops the weights.)
+    ``nan_strategy="disable"``, drops the weights; its accuracy checks its arguments on the host.)
     """
 
     full_state_update = False
-    total: Tensor
-    count: Tensor
+    sums: Tensor
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("sums", torch.zeros(3), dist_reduce_fx="sum")
 
-    def update(self, value: Tensor, count: int) -> None:
-        self.total += value.detach() * count
-        self.count += count
+    def update(self, sums: Tensor) -> None:
+        self.sums += sums
 
-    def compute(self) -> Tensor:
-        return self.total / self.count
+    def compute(self) -> dict[str, Tensor]:
+        loss_sum, correct, count = self.sums
+        return {"loss": loss_sum / count, "acc": correct / count}
 
 
 class SamplePredictions(Metric):

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from lenet_cli.graphs import GraphedTraining
-from lenet_cli.lightning_internals import attached_trainer
-from lenet_cli.metrics import WeightedMean
+from lenet_cli.metrics import EpochMeans, batch_sums
 
 
 class LeNet(GraphedTraining):
@@ -25,7 +22,8 @@ class LeNet(GraphedTraining):
             lets large batches reach 99 % in a few epochs). Ignored when ``--optimizer`` or
             ``--lr_scheduler`` is given on the command line.
         weight_decay: Adam weight decay.
-        compile: Wrap the network in ``torch.compile`` (pays a compile time at start-up).
+        compile: Compile the model in place with ``torch.compile`` when a trainer sets it up (pays a
+            compile time at start-up).
         channels_last: NHWC memory format for the convolutions. ``None``: on the CPU only, where
             oneDNN runs them ~10 % faster so (on a GPU the conversions cost more than they save).
         cuda_graph: On a CUDA device, replay the training step (forward, backward, DDP's all-reduce)
@@ -62,78 +60,22 @@ class LeNet(GraphedTraining):
             nn.Linear(84, num_classes),
         )
         self.example_input_array = torch.zeros(1, in_channels, 32, 32)
-        # Loss means are metrics too, so that DDP averages them exactly. Training sums its loss and
-        # correct predictions per step into one tensor (a single add, or part of the CUDA graph) and
-        # hands them to its metrics once per epoch. validate_args=False: the argument checks read
-        # values back to the host, one GPU sync per step.
-        self.train_loss, self.train_acc = WeightedMean(), WeightedMean()
-        self.val_loss = WeightedMean()
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.test_loss = WeightedMean()
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self._train_sums = torch.zeros(2)  # (loss × batch size, correct) summed over the epoch
-        self._train_count = 0
-        self._network = self._forward
-        self._channels_last = bool(channels_last)  # until a trainer's device decides (configure_model)
-        if compile:
-            self._network = torch.compile(self._forward)
-
-    def _forward(self, images: Tensor) -> Tensor:
-        return self.classifier(self.features(images))
+        # One metric per stage holds the epoch's sums (loss × batch size, correct, count): one add per
+        # step on the device (part of the CUDA graph's outputs in training), all-reduced once an epoch.
+        self.train_means, self.val_means, self.test_means = EpochMeans(), EpochMeans(), EpochMeans()
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits (B, num_classes) for normalised images (B, in_channels, 32, 32)."""
-        if self._channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self._network(images)
-
-    def configure_model(self) -> None:
-        # Called by the trainer before the model moves to its device: the device is the strategy's.
-        setting = self.hparams.channels_last
-        if setting is None:
-            trainer = attached_trainer(self)
-            setting = trainer is not None and trainer.strategy.root_device.type == "cpu"
-        self._channels_last = setting
-        if self._channels_last:
-            self.features.to(memory_format=torch.channels_last)
-
-    def _step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
-        """Loss and logits of one batch; accumulates the stage's metrics on the device (no host sync)."""
-        images, labels, _ = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        getattr(self, f"{stage}_acc").update(logits, labels)
-        getattr(self, f"{stage}_loss").update(loss, len(labels))
-        return loss, logits
-
-    def _log_epoch(self, stage: str) -> None:
-        # Once per epoch: each self.log costs ~0.1 ms of Lightning's Python, a real share of a 2 ms step.
-        # compute() all-reduces under DDP; sync_dist then averages equal numbers (and keeps Lightning quiet).
-        for name in ("loss", "acc"):
-            metric = getattr(self, f"{stage}_{name}")
-            self.log(f"{stage}/{name}", metric.compute(), prog_bar=stage == "val", sync_dist=True)
-            metric.reset()
+        return self.classifier(self.features(images))
 
     def train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """The loss and (loss × batch size, correct predictions) of a training batch."""
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        correct = (logits.argmax(dim=1) == labels).sum()
-        return loss, torch.stack((loss.detach() * len(labels), correct.to(loss.dtype)))
-
-    def on_train_start(self) -> None:
-        super().on_train_start()  # the CUDA graph, when configured
-        self.on_train_epoch_start()  # a run resumed mid-epoch starts without that hook
-
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(2, device=self.device)
-        self._train_count = 0
+        """The loss and :func:`~lenet_cli.metrics.batch_sums` of a training batch (captured as it is)."""
+        return batch_sums(self(images), labels)
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, _ = batch
         loss, sums = self.training_outputs(images, labels)  # replayed from the CUDA graph when there is one
-        self._train_sums += sums
-        self._train_count += len(labels)
+        self.train_means.update(sums)
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
             # Only on the steps Lightning writes (its test is the same): a logged tensor becomes a
@@ -142,17 +84,21 @@ class LeNet(GraphedTraining):
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        images, labels, _ = batch
+        self.val_means.update(batch_sums(self(images), labels)[1])
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        _, logits = self._step(batch, "test")
+        images, labels, _ = batch
+        logits = self(images)
+        self.test_means.update(batch_sums(logits, labels)[1])
         return {"predictions": logits.argmax(dim=1)}  # read by the evaluation report callback
 
+    def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        images, labels, indices = batch
+        probabilities = self(images).float().softmax(dim=1)
+        return {"probabilities": probabilities, "labels": labels, "indices": indices}
+
     def on_train_epoch_end(self) -> None:
-        if self._train_count:
-            loss_sum, correct = self._train_sums
-            self.train_loss.update(loss_sum / self._train_count, self._train_count)
-            self.train_acc.update(correct / self._train_count, self._train_count)
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -161,10 +107,13 @@ class LeNet(GraphedTraining):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        images, labels, indices = batch
-        probabilities = self(images).float().softmax(dim=1)
-        return {"probabilities": probabilities, "labels": labels, "indices": indices}
+    def _log_epoch(self, stage: str) -> None:
+        # Once per epoch: each self.log costs ~0.1 ms of Lightning's Python, a real share of a 2 ms step.
+        # compute() all-reduces under DDP; sync_dist then averages equal numbers (and keeps Lightning quiet).
+        means = getattr(self, f"{stage}_means")
+        for name, value in means.compute().items():
+            self.log(f"{stage}/{name}", value, prog_bar=stage == "val", sync_dist=True)
+        means.reset()
 
     def configure_optimizers(self) -> Any:
         # Fused Adam updates all parameters in one kernel: on a GPU one launch instead of dozens, on

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import socket
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import nn
@@ -28,19 +28,20 @@ INSTALL = (
 def run(
     trainer: Trainer,
     model: LightningModule,
-    datamodule: LightningDataModule | None = None,
-    ckpt_path: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_batch_size: int = 1,
-    batch_timeout: float = 0.0,
-    max_request_bytes: int = 10 * 1024 * 1024,
+    datamodule: LightningDataModule | None,
+    ckpt_path: str | None,
+    **options: Any,
 ) -> None:
-    """Serve ``model`` with the weights of ``ckpt_path`` until Ctrl-C or SIGTERM (see ``LenetTrainer.serve``)."""
+    """Serve ``model`` with the weights of ``ckpt_path`` until Ctrl-C or SIGTERM.
+
+    ``options`` are :func:`lenet_cli.serving.server.serve`'s: ``host``, ``port``, ``max_batch_size``,
+    ``batch_timeout``, ``max_request_bytes``. Their defaults are ``LenetTrainer.serve``'s, the
+    subcommand's, and only there.
+    """
     for module in ("litserve", "python_multipart"):
         if importlib.util.find_spec(module) is None:
             raise LenetError(INSTALL)
-    check_options(host, port, max_batch_size, batch_timeout, max_request_bytes)
+    check_options(**options)
     if not ckpt_path:
         raise LenetError(
             "lenet serve needs --ckpt_path (best, last, pretrained or a checkpoint file): "
@@ -49,7 +50,7 @@ def run(
     checkpoint = checkpoints.load(ckpt_path)
     checkpoints.check_fits(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
-    check_port_free(host, port)
+    check_port_free(options["host"], options["port"])
     # --data.input_mode: the 28→32 step of `lenet predict`, which the checkpoint was trained with
     mode = datamodule.hparams.get("input_mode", "resize") if datamodule is not None else "resize"
     if mode not in ("resize", "pad"):
@@ -58,15 +59,7 @@ def run(
 
     from lenet_cli.serving import server  # noqa: PLC0415 - LitServe is imported only once it is known to be there
 
-    server.serve(
-        network(model),
-        host=host,
-        port=port,
-        max_batch_size=max_batch_size,
-        batch_timeout=batch_timeout,
-        max_request_bytes=max_request_bytes,
-        input_mode=input_mode,
-    )
+    server.serve(network(model), input_mode=input_mode, **options)
 
 
 def network(model: LightningModule) -> nn.Module:

@@ -18,6 +18,37 @@ from typing import Any, Literal
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 
+def _evaluation(stage: Literal["validate", "test"], summary: str, without: str) -> Any:
+    """``Trainer.validate`` or ``Trainer.test`` with lenet's help text (the two differ only in these)."""
+
+    def evaluate(
+        self: Trainer,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        return getattr(Trainer, stage)(self, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    evaluate.__name__ = evaluate.__qualname__ = stage
+    evaluate.__doc__ = f"""{summary}
+
+        Args:
+            model: The model to evaluate (``--model.*``).
+            dataloaders: Unused: the images come from ``--data.*``.
+            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
+                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
+                there), ``pretrained`` (the bundled model), ``untrained`` or a checkpoint file;
+                {without}.
+            verbose: Print the table of metrics.
+            datamodule: The images (``--data.*``).
+            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
+        """
+    return evaluate
+
+
 class LenetTrainer(Trainer):
     """Lightning's Trainer, with lenet's defaults.
 
@@ -55,53 +86,16 @@ class LenetTrainer(Trainer):
         """
         super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
 
-    def validate(
-        self,
-        model: LightningModule | None = None,
-        dataloaders: Any = None,
-        ckpt_path: str | Path | None = None,
-        verbose: bool = True,
-        datamodule: LightningDataModule | None = None,
-        weights_only: bool | None = None,
-    ) -> Any:
-        """Evaluate a checkpoint on the validation images (val/loss, val/acc).
-
-        Args:
-            model: The model to evaluate (``--model.*``).
-            dataloaders: Unused: the images come from ``--data.*``.
-            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
-                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there), ``pretrained`` (the bundled model), ``untrained`` or a checkpoint file; none: fails
-                (validate must name the weights it reports on).
-            verbose: Print the table of metrics.
-            datamodule: The images (``--data.*``).
-            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
-        """
-        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
-
-    def test(
-        self,
-        model: LightningModule | None = None,
-        dataloaders: Any = None,
-        ckpt_path: str | Path | None = None,
-        verbose: bool = True,
-        datamodule: LightningDataModule | None = None,
-        weights_only: bool | None = None,
-    ) -> Any:
-        """Evaluate a checkpoint on the test images; the report callback adds report.json and figures.
-
-        Args:
-            model: The model to evaluate (``--model.*``).
-            dataloaders: Unused: the images come from ``--data.*``.
-            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
-                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there), ``pretrained`` (the bundled model, also the default), ``untrained`` or a checkpoint
-                file.
-            verbose: Print the table of metrics.
-            datamodule: The images (``--data.*``).
-            weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
-        """
-        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+    validate = _evaluation(
+        "validate",
+        "Evaluate a checkpoint on the validation images (val/loss, val/acc).",
+        "none: fails (validate must name the weights it reports on)",
+    )
+    test = _evaluation(
+        "test",
+        "Evaluate a checkpoint on the test images; the report callback adds report.json and figures.",
+        "none: the bundled model",
+    )
 
     def predict(
         self,
