@@ -112,10 +112,13 @@ def test_test_takes_the_model_from_the_checkpoint_and_writes_sample_images(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["test", *CPU, "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")])
+    checkpoint = str(trained_run / "checkpoints" / "best.ckpt")
+    main(["test", *CPU, "--ckpt_path", checkpoint, "--model.channels_last", "false"])
     run = tmp_path / "runs" / "lenet" / "version_0"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["lr"] == 0.002  # quick.yaml's, read back from the checkpoint (the default is 2e-4)
+    # How the step runs is this command's: the checkpoint's channels_last (None) does not replace it.
+    assert saved["model"]["channels_last"] is False
     assert len(sorted(run.glob("*_predicted_*.png"))) == 10
     assert last_logged(run, "test/acc") >= 0.95
 
