@@ -35,7 +35,6 @@ import copy
 import json
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -49,16 +48,10 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.nn.parallel import DistributedDataParallel
 
-from benchmarks.timing import ROOT
+from benchmarks.timing import ROOT, child_environment, run_step
 from lenet_cli.distributed import throttle_sigterm_broadcast
 from lenet_cli.graphs import GraphedStep
 from lenet_cli.model import LeNet
-
-
-def with_root_on_path() -> dict[str, str]:
-    """The environment for a child process that loads ``benchmarks.*`` callbacks by class path."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-
 
 # ---------------------------------------------------------------------------------------------------
 # scaling: N GPUs vs 1 under lenet fit
@@ -76,7 +69,7 @@ def timed_fit(devices: int, batch_size: int, options: argparse.Namespace, workdi
         "--trainer.callbacks+=benchmarks.timing.FitTimer", f"--trainer.callbacks.output={output}",
     ]  # fmt: skip
     result = subprocess.run(
-        command, cwd=ROOT, env=with_root_on_path(), capture_output=True, text=True, timeout=900, check=False
+        command, cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=900, check=False
     )
     if result.returncode != 0:
         raise SystemExit(f"lenet fit failed ({devices} devices, batch {batch_size}):\n{result.stderr[-3000:]}")
@@ -207,7 +200,7 @@ def graph_step(options: argparse.Namespace, argv: list[str]) -> None:
         graph_step_rank(options)
         return
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={options.devices}"]
-    subprocess.run([*command, str(Path(__file__).resolve()), *argv], env=with_root_on_path(), check=True)
+    subprocess.run([*command, str(Path(__file__).resolve()), *argv], env=child_environment(), check=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,26 +258,9 @@ def host(options: argparse.Namespace) -> None:
 # all: one lent 2-GPU machine's call
 
 
-def run_step(name: str, limit: float, command: list[str], out: Path, env: dict[str, str] | None = None) -> None:
-    """``command`` with its output in ``out/name.log``, its whole process group killed after ``limit`` s."""
-    log = out / f"{name}.log"
-    with log.open("w") as stream:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            status: int | str = process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):  # DDP ranks and torchrun's workers go too
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            status = f"killed after {limit:.0f} s"
-    print(f"== {name}: exit {status}", *log.read_text().splitlines()[-5:], sep="\n", flush=True)
-
-
 def steps_of_a_call(out: Path) -> Iterator[tuple[str, float, list[str], dict[str, str] | None]]:
     me, python = str(Path(__file__).resolve()), sys.executable
-    env = with_root_on_path()
+    env = child_environment()
     yield "graph_step", 90, [python, me, "graph-step", "--devices=2", "--batch-size=512"], env
     yield "host_1", 40, [python, me, "host", "--devices=1", "--accelerator=gpu"], env
     yield "host_2", 60, [python, me, "host", "--devices=2", "--accelerator=gpu"], env

@@ -3,6 +3,7 @@
     python benchmarks/latency.py [--rounds 5] [--steps help,predict_one,...] [--accelerator cpu] [--json out.json]
     python benchmarks/latency.py --imports     # what each command imports beyond the floor (-X importtime)
     python benchmarks/latency.py --figures     # seconds each figure takes to draw, in one process
+    python benchmarks/latency.py --gpu-call "$OUT"   # a lent GPU machine's whole call, files into $OUT
 
 The floor is ``python -c "import torch, lightning.pytorch"``: what any Lightning program pays before it
 does anything, and at its exit (Python's final garbage collection over all those objects, ~2 s on a
@@ -15,7 +16,8 @@ prepared once (a short training's checkpoint, 2 000 small PNGs). The table gives
 median wall time, the median of (step - floor of the same round) with its min..max (the noise), and
 the median CPU time (user + system) of the process, which other programs on the machine disturb less
 than wall time. ``--baseline OTHER_CHECKOUT`` runs every step with that checkout's lenet_cli as well,
-right after this one's: a before/after in the same rounds.
+right after this one's: a before/after in the same rounds (the fits' clock callback,
+``benchmarks.timing.Clock``, is this checkout's in both).
 
 Steps: help (``lenet --help``), fit_help, predict_one (one PNG), predict_folder (2 000 PNGs and the
 predictions.png grid), test (``--config configs/mnist.yaml`` with its report figures), fit_first_step
@@ -23,6 +25,18 @@ predictions.png grid), test (``--config configs/mnist.yaml`` with its report fig
 from a callback's clock) and fit (a whole ``fit --config configs/mnist.yaml``; with the time of the
 training loop itself, on_train_start to on_train_end, so that wall - floor - loop is what is not
 training). Run from the repository root.
+
+``--gpu-call OUT`` is issue #17 on a lent GPU machine in one call (after installing the jsonargparse
+wheels, docs/DEVELOPING.md): where the start-up seconds go beyond the import floor, then this
+benchmark there. Each step is time-boxed (``benchmarks.timing.run_step``) and the later, less important
+ones start only while time is left, so a slow or hung step still leaves the others' results. Into OUT
+(7 files): floor_packages.txt (what the floor imports, by package, and who imported it first),
+startup_probe.json (``--startup-probe``: one process step by step, imports, NVML, lenet's parser and
+classes, CUDA context, cuDNN, data), latency.log and latency.json (``--accelerator auto --rounds 2
+--budget 150``, the whole fit first), console.txt (each step's stderr, whose Lightning warnings or tips
+are printed: none expected), fit_profile.txt (cProfile of a fit up to its first step) and imports.log
+(``--imports`` of ``fit --help``). Module-level imports here are the standard library's only, so that
+``--startup-probe`` times torch's import itself.
 """
 
 from __future__ import annotations
@@ -31,6 +45,8 @@ import argparse
 import json
 import os
 import platform
+import pstats
+import re
 import resource
 import shutil
 import statistics
@@ -41,23 +57,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lenet_cli.pretrained import cpu_name
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file: `benchmarks.timing` importable (imported where used: torch)
 CONFIG = str(ROOT / "configs" / "mnist.yaml")
-CLOCK_VARIABLE = "LENET_LATENCY_CLOCK"
-CLOCK_CALLBACK = "benchmarks.latency_clock.Clock"
+CLOCK_CALLBACK = "benchmarks.timing.Clock"
 STEPS = ("help", "fit_help", "predict_one", "predict_folder", "test", "fit_first_step")
+GPU_CALL_STEPS = "fit,fit_first_step,test,predict_folder,predict_one,help"
+# Lines of a GPU console that mean Lightning warned or gave a tip (lenet's console should show none).
+CONSOLE_NOISE = re.compile(
+    r"\.py:[0-9]+: |Warning|Tip|💡|deprecated|No seed|Seed set|available: |dirpath has changed|LOCAL_RANK|You are using"
+)
 FOLDER_SIZE = 2000
 BASELINE = " (baseline)"
-
-
-def environment(root: Path = ROOT) -> dict[str, str]:
-    """This process's environment with ``root``'s lenet_cli (and benchmarks) first on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def timed(command: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> tuple[float, float, str]:
@@ -134,7 +145,10 @@ def step_commands(checkpoint: Path, accelerator: str) -> dict[str, list[str]]:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    env = environment()
+    from benchmarks.timing import CLOCK_VARIABLE, STOP_VARIABLE, child_environment
+    from lenet_cli.pretrained import cpu_name
+
+    env = child_environment()
     steps = [step for step in args.steps.split(",") if step]
     workdir = Path(tempfile.mkdtemp(prefix="lenet-latency-"))
     results: dict[str, Any] = {
@@ -164,7 +178,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         checkpoint = prepare(workdir, args.accelerator, env, args.timeout)
         commands = step_commands(checkpoint, args.accelerator)
         # With --baseline, every step also runs with that tree's lenet_cli right after this one's.
-        trees = {"": env} | ({BASELINE: environment(args.baseline)} if args.baseline else {})
+        trees = {"": env} | ({BASELINE: child_environment(args.baseline)} if args.baseline else {})
         order = ["floor", "floor_quick_exit", *(step + tree for step in steps for tree in trees)]
         samples: dict[str, list[dict[str, float]]] = {step: [] for step in order}
         deadline = time.monotonic() + args.budget if args.budget else None
@@ -176,7 +190,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 clock = workdir / f"clock-{step}-{round_number}.json".replace(" ", "_")
                 step_env = trees[tree] | {
                     CLOCK_VARIABLE: str(clock),
-                    "LENET_LATENCY_STOP": "1" if step.startswith("fit_first_step") else "0",
+                    STOP_VARIABLE: "1" if step.startswith("fit_first_step") else "0",
                 }
                 started = time.time()
                 wall, cpu, stderr = timed(commands[step.removesuffix(BASELINE)], workdir, args.timeout, step_env)
@@ -264,7 +278,9 @@ def table(results: dict[str, Any]) -> str:
 
 def imports(args: argparse.Namespace) -> None:
     """Per command, the modules imported beyond the floor, with the import time they add (their own, summed)."""
-    env = environment()
+    from benchmarks.timing import child_environment
+
+    env = child_environment()
     floor = importtime([sys.executable, "-X", "importtime", "-c", "import torch, lightning.pytorch"], env, args.timeout)
     lenet = [sys.executable, "-X", "importtime", "-m", "lenet_cli"]
     commands = {"help": ["--help"], "fit --help": ["fit", "--help"], "predict --help": ["predict", "--help"]}
@@ -318,15 +334,159 @@ def figures(args: argparse.Namespace) -> None:
             print(f"{name}: {statistics.median(seconds):.3f} s (min {min(seconds):.3f}, {args.rounds} draws)")
 
 
+def importtime_rows(stderr: str) -> list[tuple[int, str, int]]:
+    """``-X importtime``'s lines as (nesting depth, module, its own import time in microseconds)."""
+    rows = []
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
+            own, _, name = line.removeprefix("import time:").split("|")
+            rows.append((len(name) - len(name.lstrip()), name.strip(), int(own)))
+    return rows
+
+
 def importtime(command: list[str], env: dict[str, str], timeout: float) -> dict[str, int]:
     """Module → its own import time in microseconds (``-X importtime``'s "self" column)."""
     result = subprocess.run(command, check=True, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    modules = {}
-    for line in result.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            own, _, name = line.removeprefix("import time:").split("|")
-            modules[name.strip()] = int(own)
-    return modules
+    return {name: own for _, name, own in importtime_rows(result.stderr)}
+
+
+def floor_packages(stderr: str) -> str:
+    """What the floor imports, by top-level package: the import time of its own modules, and which module
+    of another package imported it first (-X importtime lists a module's imports above it, indented)."""
+    rows = importtime_rows(stderr)
+    own: dict[str, int] = {}
+    importer: dict[str, str] = {}
+    for index, (depth, name, micros) in enumerate(rows):
+        package = name.split(".")[0]
+        own[package] = own.get(package, 0) + micros
+        if package in importer:
+            continue
+        chain, level = [], depth  # the modules this one was imported from, nearest first
+        for later_depth, later_name, _ in rows[index + 1 :]:
+            if later_depth < level:
+                chain.append(later_name)
+                level = later_depth
+        outside = [module for module in chain if module.split(".")[0] != package]
+        importer[package] = " < ".join(outside[:3]) or "(the command)"
+    lines = [f"floor: {sum(own.values()) / 1e6:.2f} s of imports in all"]
+    for package, micros in sorted(own.items(), key=lambda item: -item[1])[:25]:
+        lines.append(f"  {package:22s} {micros / 1e6:6.2f} s  first imported from {importer.get(package)}")
+    return "\n".join(lines) + "\n"
+
+
+def startup_probe(output: Path) -> None:
+    """One process, step by step, on a GPU: seconds of each start-up stage, printed and written to ``output``."""
+    marks, last = {}, time.perf_counter()
+
+    def mark(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        marks[name] = round(now - last, 3)
+        last = now
+
+    import torch
+
+    mark("import torch")
+    import lightning.pytorch  # noqa: F401
+
+    mark("import lightning.pytorch")
+    from lenet_cli.cli import LenetCLI
+
+    mark("import lenet_cli.cli")
+    torch.cuda.is_available()
+    count = torch.cuda.device_count()
+    mark("torch.cuda.is_available + device_count (NVML)")
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+    CUDAAccelerator.is_available()
+    MPSAccelerator.is_available()
+    XLAAccelerator.is_available()
+    mark("Lightning's accelerator probes")
+    del sys.argv[1:]  # LightningCLI warns when sys.argv holds options besides its args
+    cli = LenetCLI(run=False, args=["--config", CONFIG, "--trainer.logger=false"])
+    mark("LenetCLI(run=False): parse, model, data, Trainer")
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    mark("CUDA context (first tensor on the GPU)")
+    name = torch.cuda.get_device_name(0)
+    mark("get_device_name")
+    x = torch.randn(512, 1, 32, 32, device="cuda")
+    torch.nn.functional.conv2d(x, torch.randn(6, 1, 5, 5, device="cuda"))
+    torch.cuda.synchronize()
+    mark("first cuDNN convolution")
+    cli.datamodule.setup("fit")
+    mark("MNIST: read, verify, split (CPU)")
+    from lenet_cli.data import to_model_input
+
+    to_model_input(cli.datamodule.raw["train"][0], device="cuda")
+    torch.cuda.synchronize()
+    mark("55 000 training images to 32x32 on the GPU")
+    output.write_text(json.dumps({"gpu": name, "devices": count, "seconds": marks}, indent=2) + "\n")
+    print(json.dumps(marks, indent=2))
+
+
+def gpu_call(out: Path) -> None:
+    """Issue #17 on a lent GPU machine in one call: the module docstring's ``--gpu-call``."""
+    from benchmarks.timing import STOP_VARIABLE, child_environment, run_step
+
+    started = time.monotonic()
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = child_environment()
+    python, me = sys.executable, str(Path(__file__).resolve())
+    with tempfile.TemporaryDirectory(prefix="lenet-gpu-call-") as folder:
+        scratch = Path(folder)  # the logs that need not come back: a lent machine returns 8 files at most
+        # 1. The first import on a fresh machine reads everything from a cold disk; the second is the floor.
+        cold = "import time; t = time.perf_counter(); import torch, lightning.pytorch; "
+        cold += "print(f'cold import: {time.perf_counter() - t:.2f} s')"
+        run_step("cold_import", 90, [python, "-c", cold], scratch, env)
+        floor = [python, "-X", "importtime", "-c", "import torch, lightning.pytorch"]
+        run_step("floor_importtime", 60, floor, scratch, env, tail=0)
+        report = floor_packages((scratch / "floor_importtime.log").read_text())
+        (out / "floor_packages.txt").write_text(report)
+        print(report, end="")
+        # 2. One process, step by step: imports, NVML, lenet's parser and classes, CUDA context, cuDNN, data.
+        run_step(
+            "startup_probe", 120, [python, me, "--startup-probe", str(out / "startup_probe.json")], scratch, env, 15
+        )
+        # 3. This benchmark: every step beside the floor of its round; the whole fit of configs/mnist.yaml first.
+        stderr = scratch / "stderr"
+        rounds = ["--accelerator", "auto", "--rounds", "2", "--budget", "150", "--timeout", "120"]
+        files = ["--json", str(out / "latency.json"), "--keep-stderr", str(stderr)]
+        latency = [python, me, *rounds, "--steps", GPU_CALL_STEPS, *files]
+        run_step("latency", 240, latency, out, env, tail=30)
+        console = "".join(f"===== {file.name}\n{file.read_text()}" for file in sorted(stderr.glob("*.stderr.txt")))
+        (out / "console.txt").write_text(console)
+        noise = [
+            f"{number}:{line}" for number, line in enumerate(console.splitlines(), 1) if CONSOLE_NOISE.search(line)
+        ]
+        print("== Lightning warnings or tips on the GPU console (none expected):", *noise[:20], sep="\n")
+        # 4. Where a fit's seconds before its first step go, by function (cProfile inflates Python-heavy parts).
+        if time.monotonic() - started < 290:
+            profile = scratch / "fit.prof"
+            fit = [python, "-m", "cProfile", "-o", str(profile), "-m", "lenet_cli", "fit", "--config", CONFIG,
+                   "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+                   f"--trainer.callbacks+={CLOCK_CALLBACK}",
+                   f"--trainer.logger.init_args.save_dir={scratch / 'runs'}"]  # fmt: skip
+            run_step("fit_profile", 60, fit, scratch, env | {STOP_VARIABLE: "1"}, tail=0)
+            with (out / "fit_profile.txt").open("w") as stream:
+                if profile.is_file():
+                    stats = pstats.Stats(str(profile), stream=stream).sort_stats("cumulative")
+                    stats.print_stats(45)
+                    stats.print_stats(
+                        "lenet_cli|setup_environment|_log_device_info|_call_setup_hook|capture|accelerator", 25
+                    )
+            wanted = re.compile(
+                r"lenet_cli/(cli|graphs|data)|setup_environment|_log_device_info|capture|instantiate_classes|_run_stage"
+            )
+            print(
+                *[line for line in (out / "fit_profile.txt").read_text().splitlines() if wanted.search(line)][:25],
+                sep="\n",
+            )
+        # 5. What lenet itself imports beyond the floor there.
+        if time.monotonic() - started < 320:
+            run_step("imports", 30, [python, me, "--imports", "--import-commands", "fit --help"], out, env)
+    print(f"== done at {time.monotonic() - started:.0f} s")
 
 
 def main() -> None:
@@ -348,13 +508,25 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="another checkout (its src/ and benchmarks/): run each step with it too, for a before/after",
+        help="another checkout (its src/): run each step with its lenet_cli too, for a before/after",
     )
     parser.add_argument("--imports", action="store_true", help="list what the commands import beyond the floor instead")
     parser.add_argument("--figures", action="store_true", help="time each figure's drawing in this process instead")
     parser.add_argument("--import-commands", help="with --imports: some of 'help,fit --help,predict --help'")
     parser.add_argument("--keep-stderr", type=Path, help="write each step's stderr of the first round into this folder")
+    parser.add_argument(
+        "--gpu-call", type=Path, metavar="OUT", help="a lent GPU machine's whole call instead, its files into OUT"
+    )
+    parser.add_argument(
+        "--startup-probe", type=Path, metavar="JSON", help="time each start-up stage of one process on a GPU instead"
+    )
     args = parser.parse_args()
+    if args.gpu_call:
+        gpu_call(args.gpu_call)
+        return
+    if args.startup_probe:
+        startup_probe(args.startup_probe)
+        return
     if args.imports:
         imports(args)
         return

@@ -14,6 +14,11 @@ Runs ``lenet fit`` with the given arguments in this process, FitTimer added, and
 Clocks are read after a CUDA synchronize. In a config: ``--trainer.callbacks+=benchmarks.timing.FitTimer
 --trainer.callbacks.output=t.json`` (the repository root on PYTHONPATH); under DDP every rank writes
 its own file (``t.rank1.json``, ...).
+
+Also here, for the other scripts: ``Clock``, the callback of benchmarks/latency.py (wall-clock marks of a
+fit written to $LENET_LATENCY_CLOCK: ``--trainer.callbacks+=benchmarks.timing.Clock``); ``run_step``, one
+time-boxed step of a lent machine's call (``ddp.py all``, ``latency.py --gpu-call``); the environment
+of a child process that loads these callbacks; clocks, CPU counters and the machine's name.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +46,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+CLOCK_VARIABLE = "LENET_LATENCY_CLOCK"  # Clock writes its marks to this file
+STOP_VARIABLE = "LENET_LATENCY_STOP"  # "1": Clock stops the fit after its first training step
 
 
 def clock(device: torch.device) -> float:
@@ -47,6 +55,17 @@ def clock(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def call_seconds(function: Callable[[], object], calls: int, device: torch.device | None = None) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``function``, each timed on its own (device-synchronised)."""
+    device = device or torch.device("cpu")
+    times = []
+    for _ in range(calls):
+        start = clock(device)
+        function()
+        times.append(clock(device) - start)
+    return times
 
 
 def cpu_counters() -> tuple[float, int, int] | None:
@@ -130,6 +149,41 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def child_environment(src_root: Path = ROOT) -> dict[str, str]:
+    """This process's environment for a child that runs ``src_root``'s lenet_cli and loads this checkout's
+    ``benchmarks.*`` callbacks by class path: both first on PYTHONPATH, output unbuffered."""
+    path = [str(src_root / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "PYTHONUNBUFFERED": "1"}
+
+
+def run_step(
+    name: str, limit: float, command: list[str], out: Path, env: dict[str, str] | None = None, tail: int = 5
+) -> None:
+    """One step of a lent machine's call: ``command`` with its output in ``out/name.log``, its whole process
+    group killed after ``limit`` s (so that a hung step leaves the others their time); prints the log's
+    last ``tail`` lines."""
+    log = out / f"{name}.log"
+    started = time.monotonic()
+    with log.open("w") as stream:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            status: int | str = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # DDP ranks and torchrun's workers go too
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = f"killed after {limit:.0f} s"
+    lines = log.read_text().splitlines()
+    print(
+        f"== {name}: exit {status}, {time.monotonic() - started:.0f} s",
+        *lines[len(lines) - tail :],
+        sep="\n",
+        flush=True,
+    )
 
 
 @contextlib.contextmanager
@@ -296,6 +350,44 @@ class FitTimer(Callback):
         if trainer.global_rank:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         path.write_text(json.dumps(self.numbers) + "\n")
+
+
+class Clock(Callback):
+    """Wall-clock timestamps (``time.time()``) of a fit's setup, train start, first step and train end, written
+    as JSON to $LENET_LATENCY_CLOCK after each, for benchmarks/latency.py's parent process to read.
+
+    With ``LENET_LATENCY_STOP=1`` the fit stops after its first training step.
+    """
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.stop_after_first_step = os.environ.get(STOP_VARIABLE) == "1"
+
+    def _mark(self, name: str, pl_module: LightningModule) -> None:
+        if name in self.marks:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.marks[name] = time.time()
+        path = os.environ.get(CLOCK_VARIABLE)
+        if path:
+            Path(path).write_text(json.dumps(self.marks))
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._mark("setup", pl_module)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._mark("train_start", pl_module)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._mark("first_step", pl_module)
+        if self.stop_after_first_step:
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._mark("train_end", pl_module)
 
 
 def timed_fit(lenet_args: list[str], output: Path) -> dict[str, Any]:

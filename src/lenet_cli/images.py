@@ -24,7 +24,7 @@ Photos need more first (docs/photos.md). In order:
 6. MNIST's own steps on those strokes, kept anti-aliased (grey levels, not a mask).
 
 OpenCV (headless) does the image operations: from the decoded picture to the 28×28 digit takes ~2.3 ms
-on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmarks/preprocess_speed.py).
+on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmarks/inference.py preprocess).
 """
 
 from __future__ import annotations
