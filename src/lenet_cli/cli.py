@@ -12,7 +12,7 @@ from typing import Any
 
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -229,8 +229,13 @@ class LenetCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         configured = config["trainer"].get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        if type(bar) is TQDMProgressBar and not any(_is_progress_bar(callback.class_path) for callback in configured):
-            self.trainer.callbacks[self.trainer.callbacks.index(bar)] = TQDMProgressBar(PROGRESS_BAR_REFRESH_RATE)
+        # Lightning's own is a RichProgressBar where rich is installed, else a TQDMProgressBar.
+        if type(bar) not in (TQDMProgressBar, RichProgressBar) or any(
+            _is_progress_bar(callback.class_path) for callback in configured
+        ):
+            return
+        throttled = (TQDMProgressBar if type(bar) is TQDMProgressBar else RichProgressBar)(PROGRESS_BAR_REFRESH_RATE)
+        self.trainer.callbacks[self.trainer.callbacks.index(bar)] = throttled
 
     def _run_record(self, subcommand: str) -> run_index.RunRecord:
         config = self.config[subcommand]
