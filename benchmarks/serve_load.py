@@ -11,7 +11,7 @@ requests' statuses (each must be a 4xx; any 5xx is counted). Runs, in order, ``-
 
 - ``fastapi``: the baseline, one uvicorn process, the same decoding (``images.load_digit``), input
   step (``data.to_model_input``) and network, one torch thread;
-- ``litserve``: ``lenet serve`` without batching; ``litserve-batch``: ``--max_batch_size 8
+- ``litserve``: ``lenet serve`` without batching; ``litserve-batch``: ``--max_batch_size 16
   --batch_timeout 0.002`` (``--batch-size``, ``--batch-timeout``);
 - ``litserve-mixed``: ``lenet serve`` with its defaults (batching) and every 10th request bad
   (``--bad-every``), cycling through: not an image, an empty body, a wrong Content-Type, malformed
@@ -456,7 +456,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (default 15)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="times each server is measured, interleaved (default 2)")
-    parser.add_argument("--batch-size", type=int, default=8, help="--max_batch_size of the batching run (default 8)")
+    parser.add_argument("--batch-size", type=int, default=16, help="--max_batch_size of the batching run (default 16)")
     parser.add_argument(
         "--batch-timeout", type=float, default=0.002, help="--batch_timeout of the batching run (default 0.002)"
     )
