@@ -122,7 +122,10 @@ def test_mixed_folder_predicts_good_files_and_lists_skipped(
     truncated_png(folder / "broken.png", np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     monkeypatch.chdir(tmp_path)
     main(["predict", *CPU, "--data.predict_path", str(folder)])  # no SystemExit: status 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "skipped 2 of 5 files" in err and "broken.png: corrupt" in err and "notes.png: not an image" in err
     rows = read_predictions(tmp_path / "runs" / "lenet" / "version_0")
     assert [Path(row["source"]).name for row in rows] == ["digit0000.png", "digit0001.jpg", "digit0002.png"]
+    # A few files: each one's answer on stdout too, as in predictions.csv.
+    shown = [f"{row['source']}: {row['predicted']} (confidence {float(row['confidence']):.3f})" for row in rows]
+    assert out.splitlines() == shown

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +21,7 @@ from lenet_cli.paths import callback_output_folder
 
 TOP = 3  # classes listed per input
 MAX_LISTED = 10  # skipped files named in the closing summary; the rest are counted
+MAX_SHOWN = 10  # up to this many files predicted: each one's answer printed on stdout
 COLUMNS = [
     "index",
     "source",
@@ -78,6 +81,13 @@ class PredictionWriter(BasePredictionWriter):
                 "; mistakes in red (true class in brackets)" if labelled else ": predicted class and its probability"
             )
             written.append(str(save_grid(shown, inputs, sources, title, folder / "predictions.png")))
+        if sources and len(rows) <= MAX_SHOWN:
+            # The answer itself, on stdout (one line a file, to read or pipe); a folder of many files
+            # has predictions.csv. A closed stdout must not end the command after its files are written.
+            with contextlib.suppress(OSError, ValueError):
+                for row in rows:
+                    print(f"{escaped(sources[row.index])}: {row.classes[0]} (confidence {row.probabilities[0]:.3f})")
+                sys.stdout.flush()
         print_safely(f"Predictions of {summary}: {', '.join(written)}")
         skipped = skipped_files(datamodule)
         if skipped:  # warned about while the files were read, long before this summary: say it again
