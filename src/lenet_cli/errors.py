@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TextIO
 
 import torch
 from jsonargparse import ArgumentError
@@ -46,13 +47,21 @@ def escaped(name: object) -> str:
     return "".join(parts)
 
 
-def print_safely(message: str) -> None:
-    """``message`` on stderr if it can be written: a warning must not end the command it warns about
-    (stderr closed, on a full disk or a broken pipe)."""
-    if sys.stderr is None:
+def print_safely(message: str, stream: TextIO | None = None) -> None:
+    """``message`` on ``stream`` (default stderr) if it can be written: a warning must not end the
+    command it warns about (stderr closed, on a full disk or a broken pipe).
+
+    Through ``tqdm.write``: a progress bar still drawn (the predict bar, at 100 %, when the writer
+    reports) is cleared and redrawn below the message instead of having it glued to its line.
+    """
+    stream = sys.stderr if stream is None else stream
+    if stream is None:
         return
+    from tqdm import tqdm  # noqa: PLC0415 - Lightning's dependency, already imported by the time lenet prints
+
     with contextlib.suppress(OSError, ValueError):
-        print(message, file=sys.stderr, flush=True)
+        tqdm.write(message, file=stream)
+        stream.flush()
 
 
 def describe(error: BaseException, subcommand: str | None = None) -> str:

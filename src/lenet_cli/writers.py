@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import sys
@@ -84,10 +83,9 @@ class PredictionWriter(BasePredictionWriter):
         if sources and len(rows) <= MAX_SHOWN:
             # The answer itself, on stdout (one line a file, to read or pipe); a folder of many files
             # has predictions.csv. A closed stdout must not end the command after its files are written.
-            with contextlib.suppress(OSError, ValueError):
-                for row in rows:
-                    print(f"{escaped(sources[row.index])}: {row.classes[0]} (confidence {row.probabilities[0]:.3f})")
-                sys.stdout.flush()
+            for row in rows:
+                answer = f"{escaped(sources[row.index])}: {row.classes[0]} (confidence {row.probabilities[0]:.3f})"
+                print_safely(answer, sys.stdout)
         print_safely(f"Predictions of {summary}: {', '.join(written)}")
         skipped = skipped_files(datamodule)
         if skipped:  # warned about while the files were read, long before this summary: say it again
