@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_cli import pretrained
+from lenet_cli import checkpoints, pretrained
 from lenet_cli.cli import main
 from lenet_cli.errors import LenetError
 from tests.helpers import CPU, ROOT, error_line, last_logged, make_user_images
@@ -41,7 +41,7 @@ def test_the_checkpoint_is_small_weights_only_and_plain() -> None:
 
 def test_the_record_beside_it_says_how_it_was_made() -> None:
     record = pretrained.record()
-    assert record["sha256"] == pretrained.SHA256 == pretrained.sha256(pretrained.path())
+    assert record["sha256"] == pretrained.SHA256 == checkpoints.sha256(pretrained.path())
     assert record["command"] == "python -m lenet_cli.pretrained --config configs/robust.yaml --seed 1"
     assert record["config"] == "robust.yaml" and record["seed"] == 1
     assert record["torch"] and record["lightning"] and record["cpu"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import math
 import pickle
 import re
@@ -298,3 +299,12 @@ def use_atomic_saves(trainer: Trainer, preloaded: tuple[str | Path, dict[str, An
     checkpoint_io = trainer.strategy.checkpoint_io
     if preloaded is not None and isinstance(checkpoint_io, AtomicCheckpointIO):
         checkpoint_io.preload(*preloaded)
+
+
+def sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

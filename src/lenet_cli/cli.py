@@ -69,11 +69,7 @@ class LenetCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", True)
         # Lightning's default, True, seeds with 0 too, after warning "No seed found"; 0 says so.
         kwargs.setdefault("seed_everything_default", 0)
-        args = kwargs.get("args")
-        # The words of the command line (None when the arguments come as a dict or Namespace).
-        self.command_words = (
-            sys.argv[1:] if args is None else [str(word) for word in args] if isinstance(args, list) else None
-        )
+        self.command_words = command_words(kwargs.get("args"))
         self.help_only = False
         if kwargs.get("run", True) and self.command_words is not None:
             # Each subcommand's parser (Trainer, model, data, callbacks) takes ~70 ms to build, and
@@ -140,7 +136,7 @@ class LenetCLI(LightningCLI):
             if name in LightningCLI.subcommands():  # Trainer's own methods take weights_only
                 subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
-        check_config_sources(args if isinstance(args, list) else sys.argv[1:] if args is None else [])
+        check_config_sources(command_words(args) or [])
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
@@ -280,6 +276,13 @@ class LenetCLI(LightningCLI):
             rank_zero_info(f"Last checkpoint: {Path(callback.dirpath) / 'last.ckpt'}")
 
 
+def command_words(args: ArgsType) -> list[str] | None:
+    """The words of the command line: ``args`` as a list, else ``sys.argv``'s; None for a dict or Namespace."""
+    if args is None:
+        return sys.argv[1:]
+    return [str(word) for word in args] if isinstance(args, list) else None
+
+
 def planned_run_folder(trainer: Trainer) -> Path | None:
     """The run folder of the trainer's logger (``trainer.log_dir`` without its DDP broadcast), if any."""
     logger = trainer.logger
@@ -298,7 +301,7 @@ def _is_progress_bar(class_path: str) -> bool:
 
 def main(args: ArgsType = None) -> None:
     """``lenet``: parse ``args`` (default: the command line), run the subcommand, word user errors in one line."""
-    words = args if isinstance(args, list) else sys.argv[1:] if args is None else []
+    words = command_words(args) or []
     try:
         if words[:1] == ["runs"]:  # lists folders: no parser, model, data or trainer to build
             run_index.main(words[1:])

@@ -13,7 +13,6 @@ ONNX goes through torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import warnings
@@ -100,7 +99,7 @@ def run(
     model.load_state_dict(checkpoint["state_dict"])
     model.cpu().eval()
     classifier = Classifier(model, input_mode if with_preprocessing else None).eval()
-    info = metadata(model, sha256(ckpt_path), input_mode, with_preprocessing)
+    info = metadata(model, checkpoints.sha256(ckpt_path), input_mode, with_preprocessing)
     example = example_input(model, with_preprocessing)
 
     with atomic.replace_atomically(target) as temporary:
@@ -162,14 +161,6 @@ def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: InputMo
         "lenet_version": __version__,
         "checkpoint_sha256": checkpoint_sha256,
     }
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def example_input(model: LightningModule, with_preprocessing: bool) -> Tensor:

@@ -15,7 +15,6 @@ the sha256 it prints into :data:`SHA256`. docs/model-card.md describes the model
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from lenet_cli import checkpoints
 from lenet_cli.errors import LenetError
 
 ALIAS = "pretrained"  # --ckpt_path pretrained
@@ -51,7 +51,7 @@ def path() -> Path:
     checkpoint = folder() / FILE
     if not checkpoint.is_file():
         raise LenetError(f"the pretrained model {checkpoint} is missing from this installation; reinstall lenet-cli")
-    if sha256(checkpoint) != SHA256:
+    if checkpoints.sha256(checkpoint) != SHA256:
         raise LenetError(
             f"the pretrained model {checkpoint} does not match its verified checksum (corrupt or modified); "
             "reinstall lenet-cli"
@@ -107,10 +107,6 @@ def resolve_option(subcommand: str, ckpt_path: str | None) -> tuple[str | None, 
     return ckpt_path, None
 
 
-def sha256(file: Path) -> str:
-    return hashlib.sha256(file.read_bytes()).hexdigest()
-
-
 def weights_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A Lightning checkpoint without its training state: the keys of :data:`KEPT` and nothing else."""
     stripped = {key: checkpoint[key] for key in KEPT if key in checkpoint}
@@ -158,7 +154,7 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
         ),
         "test_accuracy": report["accuracy"],
         "per_class_accuracy": {label: values["accuracy"] for label, values in report["per_class"].items()},
-        "sha256": sha256(out / FILE),
+        "sha256": checkpoints.sha256(out / FILE),
         "bytes": (out / FILE).stat().st_size,
         "torch": torch.__version__,
         "lightning": lightning.__version__,
