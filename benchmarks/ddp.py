@@ -49,9 +49,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks.timing import ROOT, child_environment, run_step
-from lenet_cli.distributed import throttle_sigterm_broadcast
-from lenet_cli.graphs import GraphedStep
-from lenet_cli.model import LeNet
+from lenet_cli.training.cuda_graph import GraphedStep
+from lenet_cli.training.distributed import throttle_sigterm_broadcast
+from lenet_cli.training.module import LeNet
 
 # ---------------------------------------------------------------------------------------------------
 # scaling: N GPUs vs 1 under lenet fit

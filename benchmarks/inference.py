@@ -50,13 +50,13 @@ import torch
 from PIL import Image
 
 from benchmarks.timing import call_seconds
-from lenet_cli import idx
-from lenet_cli.pretrained import cpu_name
+from lenet_cli.checkpoints.pretrained import cpu_name
+from lenet_cli.data import idx
 
 if TYPE_CHECKING:
     import onnxruntime
 
-    from lenet_cli.model import LeNet
+    from lenet_cli.training.module import LeNet
 
 Engine = Callable[[np.ndarray, torch.Tensor], object]  # one forward pass: (numpy input, the same as a tensor)
 SIZES = {"0.3 MP": (640, 480), "3 MP": (2000, 1500), "12 MP": (4000, 3000)}  # preprocess's photos
@@ -67,14 +67,14 @@ SIZES = {"0.3 MP": (640, 480), "3 MP": (2000, 1500), "12 MP": (4000, 3000)}  # p
 
 
 def load_model(ckpt_path: str | None, channels_last: bool) -> LeNet:
-    from lenet_cli import checkpoints
-    from lenet_cli.model import LeNet
+    from lenet_cli.checkpoints import load
+    from lenet_cli.training.module import LeNet
 
     torch.manual_seed(0)
     model = LeNet(channels_last=channels_last)
     if ckpt_path is not None:
-        checkpoint = checkpoints.load(ckpt_path)
-        checkpoints.check_fits(checkpoint, model, ckpt_path)
+        checkpoint = load.load(ckpt_path)
+        load.check_fits(checkpoint, model, ckpt_path)
         model.load_state_dict(checkpoint["state_dict"])
     model.configure_model()  # what a trainer calls: NHWC weights when channels_last
     return model.eval()
@@ -108,13 +108,13 @@ def export_mode(options: argparse.Namespace) -> None:
     import lightning
     import onnxruntime
 
-    from lenet_cli import data
+    from lenet_cli.data import mnist
 
     torch.set_num_threads(options.threads)
     torch.set_num_interop_threads(1)
     model = load_model(options.ckpt_path, channels_last=False)
     channels_last = load_model(options.ckpt_path, channels_last=True)
-    images = data.to_model_input(idx.load(None, allow_download=False)["test_images"][:1000]).contiguous()
+    images = mnist.to_model_input(idx.load(None, allow_download=False)["test_images"][:1000]).contiguous()
     arrays = images.numpy()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -182,13 +182,13 @@ def milliseconds(function: Callable[[], object], repeats: int) -> tuple[float, f
 
 def time_one(path: Path, repeats: int) -> list[tuple[float, float]]:
     """load_digit, its decoding, the rest, and a full-size decode, timed on one file."""
-    from lenet_cli import images
+    from lenet_cli.images import decode, files, mnist_style
 
-    gray = images.read_grayscale(path, path.name)
+    gray = decode.read_grayscale(path, path.name)
     return [
-        milliseconds(lambda: images.load_digit(path, path.name), repeats),
-        milliseconds(lambda: images.read_image(path, path.name), repeats),
-        milliseconds(lambda: images.preprocess(gray, path.name), repeats),
+        milliseconds(lambda: files.load_digit(path, path.name), repeats),
+        milliseconds(lambda: decode.read_image(path, path.name), repeats),
+        milliseconds(lambda: mnist_style.preprocess(gray, path.name), repeats),
         milliseconds(lambda: Image.open(path).convert("L"), max(3, repeats // 4)),
     ]
 

@@ -146,7 +146,7 @@ def step_commands(checkpoint: Path, accelerator: str) -> dict[str, list[str]]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.timing import CLOCK_VARIABLE, STOP_VARIABLE, child_environment
-    from lenet_cli.pretrained import cpu_name
+    from lenet_cli.checkpoints.pretrained import cpu_name
 
     env = child_environment()
     steps = [step for step in args.steps.split(",") if step]
@@ -303,8 +303,9 @@ def figures(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
 
-    from lenet_cli import idx, mosaic, plots
-    from lenet_cli.data import to_model_input
+    from lenet_cli.data import idx
+    from lenet_cli.data.mnist import to_model_input
+    from lenet_cli.outputs import mosaic, plots
 
     digits = idx.load(None)["test_images"][:100]
     inputs = to_model_input(digits).squeeze(1)
@@ -390,7 +391,7 @@ def startup_probe(output: Path) -> None:
     import lightning.pytorch  # noqa: F401
 
     mark("import lightning.pytorch")
-    from lenet_cli.cli import LenetCLI
+    from lenet_cli.cli.lightning_cli import LenetCLI
 
     mark("import lenet_cli.cli")
     torch.cuda.is_available()
@@ -416,7 +417,7 @@ def startup_probe(output: Path) -> None:
     mark("first cuDNN convolution")
     cli.datamodule.setup("fit")
     mark("MNIST: read, verify, split (CPU)")
-    from lenet_cli.data import to_model_input
+    from lenet_cli.data.mnist import to_model_input
 
     to_model_input(cli.datamodule.raw["train"][0], device="cuda")
     torch.cuda.synchronize()

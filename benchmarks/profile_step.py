@@ -51,9 +51,9 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.timing import ROOT, command_line, environment, quiet_lightning, wrapped_methods
-from lenet_cli.cli import main as lenet_main
-from lenet_cli.data import MNISTDataModule
-from lenet_cli.model import LeNet
+from lenet_cli.cli.main import main as lenet_main
+from lenet_cli.data.mnist import MNISTDataModule
+from lenet_cli.training.module import LeNet
 
 
 class StepProfiler(Callback):

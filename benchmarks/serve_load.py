@@ -9,7 +9,7 @@ digit as a PNG (``Content-Type: image/png``) and waiting for the answer before t
 the good requests, errors (a good request not answered 200), and for the mixed load the bad
 requests' statuses (each must be a 4xx; any 5xx is counted). Runs, in order, ``--rounds`` times:
 
-- ``fastapi``: the baseline, one uvicorn process, the same decoding (``images.load_digit``), input
+- ``fastapi``: the baseline, one uvicorn process, the same decoding (``files.load_digit``), input
   step (``data.to_model_input``) and network, one torch thread;
 - ``litserve``: ``lenet serve`` without batching; ``litserve-batch``: ``--max_batch_size 16
   --batch_timeout 0.002`` (``--batch-size``, ``--batch-timeout``);
@@ -47,7 +47,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from lenet_cli.pretrained import cpu_name
+from lenet_cli.checkpoints.pretrained import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -60,17 +60,19 @@ START_TIMEOUT = 120.0
 def baseline_app(ckpt_path: str) -> FastAPI:
     import torch
 
-    from lenet_cli import checkpoints, images, serve
-    from lenet_cli.data import to_model_input
-    from lenet_cli.model import LeNet
+    from lenet_cli.checkpoints import load
+    from lenet_cli.data.mnist import to_model_input
+    from lenet_cli.images import decode, files
+    from lenet_cli.serving import run
+    from lenet_cli.training.module import LeNet
 
     torch.set_num_threads(1)
-    checkpoint = checkpoints.load(ckpt_path)
+    checkpoint = load.load(ckpt_path)
     model = LeNet(
         **{k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in ("in_channels", "num_classes")}
     )
     model.load_state_dict(checkpoint["state_dict"])
-    network = serve.network(model)
+    network = run.network(model)
     app = FastAPI()
 
     @app.get("/health")
@@ -80,8 +82,8 @@ def baseline_app(ckpt_path: str) -> FastAPI:
     @app.post("/predict", response_model=None)  # no response validation: the minimal path
     async def predict(request: Request) -> JSONResponse | dict:
         try:
-            digit = images.load_digit(io.BytesIO(await request.body()), "image")
-        except images.BadImage as error:
+            digit = files.load_digit(io.BytesIO(await request.body()), "image")
+        except decode.BadImage as error:
             return JSONResponse({"detail": str(error)}, status_code=400)
         with torch.inference_mode():
             probabilities = torch.softmax(network(to_model_input(torch.from_numpy(digit[None]))), dim=1)
@@ -213,7 +215,7 @@ def resident_mb(pid: int) -> float:
 def digit_pngs(count: int) -> list[bytes]:
     from PIL import Image
 
-    from lenet_cli import idx
+    from lenet_cli.data import idx
 
     test_images = idx.load()["test_images"][:count].numpy()
     pngs = []

@@ -94,11 +94,13 @@ from benchmarks.timing import (
     warn_if_busy,
     working_directory,
 )
-from lenet_cli import checkpoints, idx, images
-from lenet_cli.cli import main as lenet_main
-from lenet_cli.data import MNISTDataModule, to_model_input
-from lenet_cli.graphs import GraphedStep
-from lenet_cli.model import LeNet
+from lenet_cli.checkpoints import load
+from lenet_cli.cli.main import main as lenet_main
+from lenet_cli.data import idx
+from lenet_cli.data.mnist import MNISTDataModule, to_model_input
+from lenet_cli.images import files
+from lenet_cli.training.cuda_graph import GraphedStep
+from lenet_cli.training.module import LeNet
 
 LABELS = {"a": "(a) tutorial pipeline", "b": "(b) plain PyTorch loop", "c": "(c) lenet fit"}
 DEFAULT_LR = inspect.signature(LeNet).parameters["lr"].default  # the tutorial's, LeNet's default
@@ -249,7 +251,7 @@ def run_plain(options: argparse.Namespace, seed: int, device: torch.device) -> R
 
     torch.manual_seed(seed)
     lenet = LeNet(lr=options.lr)
-    network = nn.Sequential(lenet.features, lenet.classifier).to(device)  # LeNet's layers, no LightningModule
+    network = lenet.network.to(device)  # LeNet's layers, no LightningModule
     if options.plain_channels_last:  # what lenet does on the CPU by default
         network.to(memory_format=torch.channels_last)
         splits = {name: (x.contiguous(memory_format=torch.channels_last), y) for name, (x, y) in splits.items()}
@@ -510,12 +512,12 @@ def photo_accuracy(checkpoint: Path, folder: Path, per_condition: int) -> dict[s
     """Accuracy of ``checkpoint`` on tests/photos.py's phone-style photos in ``folder``, per condition and overall."""
     from tests import photos
 
-    saved = checkpoints.load(checkpoint)
+    saved = load.load(checkpoint)
     model = LeNet(**{key: saved["hyper_parameters"][key] for key in ("in_channels", "num_classes")})
     model.load_state_dict(saved["state_dict"])
     labels = idx.load(None, allow_download=False)["test_labels"].numpy()
     plan = {str(photo.path): photo for photo in photos.plan(folder, labels, per_condition)}
-    digits, sources = images.load_digits(folder, num_workers=os.cpu_count() or 1)
+    digits, sources = files.load_digits(folder, num_workers=os.cpu_count() or 1)
     with torch.no_grad():
         predicted = model.eval()(to_model_input(digits)).argmax(dim=1).numpy()
     correct: dict[str, list[bool]] = {condition: [] for condition in photos.CONDITIONS}
@@ -530,8 +532,8 @@ def photo_accuracy(checkpoint: Path, folder: Path, per_condition: int) -> dict[s
 
 def batch_cost(batch_size: int, device: torch.device, repeats: int = 50) -> None:
     """Median ms of one batch's distortion and of one eager training step on it, interleaved."""
-    from lenet_cli.augment import Augmentation, epoch_generator
-    from lenet_cli.data import MEAN, STD
+    from lenet_cli.data.augment import Augmentation, epoch_generator
+    from lenet_cli.data.mnist import MEAN, STD
 
     inputs = to_model_input(idx.load(None, allow_download=False)["train_images"][:batch_size], device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)

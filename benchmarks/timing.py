@@ -392,7 +392,7 @@ class Clock(Callback):
 
 def timed_fit(lenet_args: list[str], output: Path) -> dict[str, Any]:
     """``lenet fit LENET_ARGS`` in this process with FitTimer writing to ``output``; its numbers."""
-    from lenet_cli.cli import main as lenet_main
+    from lenet_cli.cli.main import main as lenet_main
 
     timer = ["--trainer.callbacks+=benchmarks.timing.FitTimer", f"--trainer.callbacks.output={output}"]
     with command_line([sys.argv[0]]):

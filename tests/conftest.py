@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_cli import idx
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
 from tests.helpers import QUICK, write_idx
 
 

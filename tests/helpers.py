@@ -26,10 +26,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
-from lenet_cli import idx
+from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE
-from lenet_cli.model import LeNet
-from lenet_cli.writers import COLUMNS
+from lenet_cli.outputs.predictions import COLUMNS
+from lenet_cli.training.module import LeNet
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

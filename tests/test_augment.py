@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lenet_cli import checkpoints, idx
-from lenet_cli.augment import Augmentation, _affine_grid, _dilate, epoch_generator
-from lenet_cli.cli import main as run_cli
-from lenet_cli.data import MEAN, STD, MNISTDataModule, TensorBatches, to_model_input
+from lenet_cli.checkpoints import load
+from lenet_cli.cli.main import main as run_cli
+from lenet_cli.data import idx
+from lenet_cli.data.augment import Augmentation, _affine_grid, _dilate, epoch_generator
+from lenet_cli.data.mnist import MEAN, STD, MNISTDataModule, TensorBatches, to_model_input
 from tests.helpers import CONFIGS, CPU
 
 NONE = Augmentation(rotation=0, scale=0, shift=0, shear=0, thickness=0, elastic=0)
@@ -162,7 +163,7 @@ def test_option_parses_and_checkpoints_hold_plain_values(tmp_path: Path, monkeyp
             "--data.augment.elastic=1",
         ]
     )
-    checkpoint = checkpoints.load(tmp_path / "runs" / "quick" / "version_0" / "checkpoints" / "last.ckpt")
+    checkpoint = load.load(tmp_path / "runs" / "quick" / "version_0" / "checkpoints" / "last.ckpt")
     saved = checkpoint["datamodule_hyper_parameters"]["augment"]
     assert saved == Augmentation(rotation=5.0, elastic=1.0).as_dict()
     assert MNISTDataModule(augment=saved).augment == Augmentation(rotation=5.0, elastic=1.0)  # as a reload passes it

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lenet_cli import idx
+from lenet_cli.data import idx
 from tests.helpers import CPU, alias_bomb, checkpoint_bomb, child_env, gzip_bomb, write_idx
 
 BOMB_BYTES = 2**31 - 2**24  # ~2 GiB inflated; read twice (lenet's check, LightningCLI's) before the fix
@@ -30,7 +30,7 @@ MARGIN_KB = 150_000
 
 CHILD = """
 import contextlib, io, json, resource, sys
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 
 report = {}
 for name, args in json.loads(sys.argv[1]).items():

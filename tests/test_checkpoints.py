@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from lenet_cli import checkpoints
-from lenet_cli.cli import main
+from lenet_cli.checkpoints import save
+from lenet_cli.cli.main import main
 from lenet_cli.errors import LenetError
-from lenet_cli.model import LeNet
+from lenet_cli.training.module import LeNet
 from tests.helpers import CPU, error_line, read_checkpoint
 
 
@@ -80,7 +80,7 @@ def test_trainer_loads_weights_only_by_default(subcommand: str, capsys: pytest.C
 def test_checkpoint_with_objects_is_not_written(tmp_path: Path) -> None:
     """A hyperparameter that is not a plain value fails at the first save, keeping the previous file."""
     path = tmp_path / "last.ckpt"
-    io_plugin = checkpoints.AtomicCheckpointIO()
+    io_plugin = save.AtomicCheckpointIO()
     io_plugin.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, path)
     with pytest.raises(LenetError, match=r"refusing to write checkpoint .*tests\.test_checkpoints\.Opaque"):
         io_plugin.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"x": Opaque()}}, path)

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from lightning.pytorch.callbacks import ProgressBar
 
-from lenet_cli.cli import PROGRESS_BAR_REFRESH_RATE, SUBCOMMANDS_OF_CALLBACK, TRAINER_DEFAULTS, LenetCLI, main
-from lenet_cli.data import MNISTDataModule
-from lenet_cli.model import LeNet
+from lenet_cli.cli.lightning_cli import PROGRESS_BAR_REFRESH_RATE, SUBCOMMANDS_OF_CALLBACK, TRAINER_DEFAULTS, LenetCLI
+from lenet_cli.cli.main import main
+from lenet_cli.data.mnist import MNISTDataModule
+from lenet_cli.training.module import LeNet
 from tests.helpers import CONFIGS, CPU, QUICK, last_logged, read_checkpoint
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))

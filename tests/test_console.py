@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet_cli import console
-from lenet_cli.cli import main
-from lenet_cli.cli import main as run_cli
+from lenet_cli.cli import console
+from lenet_cli.cli.main import main
+from lenet_cli.cli.main import main as run_cli
 from lenet_cli.errors import DEBUG_VARIABLE
 from tests.helpers import CONFIGS, CPU, ROOT
 
@@ -55,7 +55,7 @@ def test_plain_fit_test_predict_print_no_lightning_warning_or_tip(tmp_path: Path
     ]
     stderr = lenet_in_new_process(
         f"""
-        from lenet_cli.cli import main
+        from lenet_cli.cli.main import main
         main(["fit", *{config!r}, *{short!r}])
         main(["test", *{config!r}, "--ckpt_path", "best", "--trainer.limit_test_batches=2"])
         main(["predict", *{config!r}, "--ckpt_path", "best", "--trainer.limit_predict_batches=2"])

@@ -20,11 +20,12 @@ import pytest
 import torch
 import yaml
 
-from lenet_cli import checkpoints, idx
 from lenet_cli.atomic import replace_atomically
-from lenet_cli.cli import main
-from lenet_cli.data import to_model_input
-from lenet_cli.model import LeNet
+from lenet_cli.checkpoints import load
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
+from lenet_cli.data.mnist import to_model_input
+from lenet_cli.training.module import LeNet
 from tests.helpers import (
     EPOCHS,
     QUICK,
@@ -129,7 +130,7 @@ def test_sigkill_anywhere_resumes_to_the_uninterrupted_result(
     killed = lenet(resumable_fit_args(small_mnist, crash_at(point, step)), tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     for checkpoint in (tmp_path / "runs" / "quick" / "version_0" / "checkpoints").glob("*.ckpt"):
-        checkpoints.load(checkpoint)  # every file under its final name is complete
+        load.load(checkpoint)  # every file under its final name is complete
     if point == "writing_last" and step == STEPS_PER_EPOCH:
         # No last.ckpt yet (nothing to resume: a new fit starts over): `--ckpt_path last` says so in one line.
         failed = lenet(resumable_fit_args(small_mnist, "--ckpt_path", "last"), tmp_path)

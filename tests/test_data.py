@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenet_cli.data import MNISTDataModule, TensorBatches, to_model_input
+from lenet_cli.data.mnist import MNISTDataModule, TensorBatches, to_model_input
 
 
 @pytest.fixture(scope="module")

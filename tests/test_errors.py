@@ -25,10 +25,10 @@ import torch
 from jsonargparse import ArgumentError
 from PIL import Image
 
-from lenet_cli import idx
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
-from lenet_cli.model import LeNet
+from lenet_cli.training.module import LeNet
 from tests.helpers import CPU, NO_PROC, alias_bomb, error_line, png_bomb, truncated_png, write_idx
 
 Setup = Callable[[Path], list[str]]
@@ -296,7 +296,7 @@ def lenet_bytes(transform: Callable[[bytes, dict[str, Any]], bytes] | None = Non
 
 def flip_weight_bytes(data: bytes, checkpoint: dict[str, Any]) -> bytes:
     """A few bytes of the first weight flipped: the archive is intact, its CRC no longer matches."""
-    weights = checkpoint["state_dict"]["features.0.weight"].numpy().tobytes()
+    weights = checkpoint["state_dict"]["network.features.0.weight"].numpy().tobytes()
     at = data.index(weights) + 40
     return data[:at] + bytes(b ^ 0xFF for b in data[at : at + 4]) + data[at + 4 :]
 
@@ -390,7 +390,7 @@ BAD_INPUTS = [
     pytest.param(checkpoint("test", lenet_bytes(flip_weight_bytes)), "fails the CRC check", id="flipped bytes ckpt"),
     pytest.param(checkpoint("test", lenet_bytes(deflated)), "has compressed entries", id="compressed ckpt"),
     pytest.param(
-        checkpoint("test", lenet_with(sd_features__0__weight="abc")),
+        checkpoint("test", lenet_with(sd_network__features__0__weight="abc")),
         "does not map weight names to tensors",
         id="string weight",
     ),
@@ -425,8 +425,8 @@ BAD_INPUTS = [
         id="hparam lr out of range",
     ),
     pytest.param(
-        checkpoint("predict", lenet_with(sd_features__0__weight=torch.full((6, 1, 5, 5), float("nan")))),
-        "holds NaN or infinite weights (features.0.weight)",
+        checkpoint("predict", lenet_with(sd_network__features__0__weight=torch.full((6, 1, 5, 5), float("nan")))),
+        "holds NaN or infinite weights (network.features.0.weight)",
         id="NaN weights",
     ),
     pytest.param(

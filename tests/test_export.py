@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 import lenet_cli
-from lenet_cli import data, idx
-from lenet_cli.cli import main as run_cli
-from lenet_cli.model import LeNet
+from lenet_cli.cli.main import main as run_cli
+from lenet_cli.data import idx, mnist
+from lenet_cli.training.module import LeNet
 from tests.helpers import CPU, NO_PROC, ROOT, child_env, error_line
 
 TOLERANCE = 1e-4  # max |Δ logit| against lenet's PyTorch model
@@ -61,7 +61,7 @@ def reference(trained_run: Path, mnist_test: tuple[torch.Tensor, torch.Tensor]) 
     """lenet's PyTorch model's logits (10 000, 10) on the MNIST test set."""
     model = LeNet.load_from_checkpoint(trained_run / "checkpoints" / "best.ckpt", map_location="cpu").eval()
     with torch.inference_mode():
-        return model(data.to_model_input(mnist_test[0])).numpy()
+        return model(mnist.to_model_input(mnist_test[0])).numpy()
 
 
 def session(path: Path) -> onnxruntime.InferenceSession:
@@ -86,7 +86,7 @@ def assert_same_predictions(logits: np.ndarray, reference: np.ndarray) -> None:
 def test_onnx_runtime_matches_pytorch_on_mnist_test(
     exported: dict[str, Path], reference: np.ndarray, mnist_test: Any
 ) -> None:
-    images = data.to_model_input(mnist_test[0]).numpy()
+    images = mnist.to_model_input(mnist_test[0]).numpy()
     (logits,) = session(exported["onnx"]).run(["logits"], {"images": images})
     assert_same_predictions(logits, reference)
     assert (logits.argmax(axis=1) == mnist_test[1].numpy()).mean() > 0.95  # a trained model, not a random one
@@ -97,7 +97,7 @@ def test_pt2_program_matches_pytorch_on_mnist_test(
 ) -> None:
     program = torch.export.load(exported["pt2"])
     with torch.inference_mode():
-        logits = program.module()(data.to_model_input(mnist_test[0])).numpy()
+        logits = program.module()(mnist.to_model_input(mnist_test[0])).numpy()
     assert_same_predictions(logits, reference)
 
 
@@ -126,7 +126,11 @@ def test_onnx_file_is_self_contained_with_metadata(exported: dict[str, Path], tr
     checkpoint = trained_run / "checkpoints" / "best.ckpt"
     assert meta["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert json.loads(meta["class_names"]) == [str(digit) for digit in range(10)]
-    assert (int(meta["input_size"]), float(meta["mean"]), float(meta["std"])) == (data.INPUT_SIZE, data.MEAN, data.STD)
+    assert (int(meta["input_size"]), float(meta["mean"]), float(meta["std"])) == (
+        mnist.INPUT_SIZE,
+        mnist.MEAN,
+        mnist.STD,
+    )
     assert (meta["lenet_version"], meta["input_mode"], meta["with_preprocessing"]) == (
         lenet_cli.__version__,
         "resize",
@@ -146,7 +150,7 @@ def test_pt2_archive_carries_the_metadata(exported: dict[str, Path], trained_run
         meta["checkpoint_sha256"]
         == hashlib.sha256((trained_run / "checkpoints" / "best.ckpt").read_bytes()).hexdigest()
     )
-    assert (meta["input_size"], meta["mean"], meta["std"], meta["class_names"][9]) == (32, data.MEAN, data.STD, "9")
+    assert (meta["input_size"], meta["mean"], meta["std"], meta["class_names"][9]) == (32, mnist.MEAN, mnist.STD, "9")
     assert program.module()(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # batch 1 ...
     assert program.module()(torch.zeros(7, 1, 32, 32)).shape == (7, 10)  # ... and any other
 
@@ -184,7 +188,7 @@ def test_docs_example_predicts_a_png(kind: str, exported: dict[str, Path], mnist
 
 IMPORTS_OF_HELP = """\
 import sys
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 try:
     main(["--help"])
 except SystemExit:

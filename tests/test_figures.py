@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from lenet_cli import mosaic, plots
+from lenet_cli.outputs import mosaic, plots
 
 RED = np.array(mosaic.RED)
 

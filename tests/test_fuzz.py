@@ -26,10 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lenet_cli import checkpoints, idx, images
-from lenet_cli.cli import main
+from lenet_cli.checkpoints import load
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
 from lenet_cli.errors import LenetError
-from lenet_cli.model import LeNet
+from lenet_cli.images import files
+from lenet_cli.training.module import LeNet
 from tests.helpers import CONFIGS, write_idx
 
 QUICK_EXAMPLES = 25  # per target in the default suite: ~8 s for all four on a 2-core CPU
@@ -184,8 +186,8 @@ def check_checkpoint(tmp_path: Path, case: bytes) -> None:
     path.write_bytes(case)
 
     def load_and_fit() -> None:
-        checkpoint = checkpoints.load(path)
-        checkpoints.check_fits(checkpoint, LeNet(), path)
+        checkpoint = load.load(path)
+        load.check_fits(checkpoint, LeNet(), path)
 
     with bounded_memory():
         one_line_or_success(load_and_fit)
@@ -217,7 +219,7 @@ def check_image(tmp_path: Path, case: tuple[str, bytes]) -> None:
     path = tmp_path / f"digit.{format.lower()}"
     path.write_bytes(data)
     with bounded_memory():
-        one_line_or_success(lambda: images.load_digits(path))
+        one_line_or_success(lambda: files.load_digits(path))
 
 
 test_fuzz_image, test_fuzz_image_long = both(check_image, IMAGE_CASES, deadline_s=5, long_examples=5000)

@@ -15,10 +15,10 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from torch.nn.parallel import DistributedDataParallel
 
-from lenet_cli.data import MNISTDataModule
+from lenet_cli.data.mnist import MNISTDataModule
 from lenet_cli.errors import LenetError
-from lenet_cli.graphs import DDP_WARMUP_STEPS, GraphedStep, blocker
-from lenet_cli.model import LeNet
+from lenet_cli.training.cuda_graph import DDP_WARMUP_STEPS, GraphedStep, blocker
+from lenet_cli.training.module import LeNet
 from tests.helpers import quiet_trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

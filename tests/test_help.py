@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from lenet_cli.cli import LenetCLI
-from lenet_cli.cli import main as run_cli
-from lenet_cli.lightning_internals import subcommand_parsers
+from lenet_cli._lightning import subcommand_parsers
+from lenet_cli.cli.lightning_cli import LenetCLI
+from lenet_cli.cli.main import main as run_cli
 from tests.helpers import ROOT
 
 

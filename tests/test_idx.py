@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_cli import idx
+from lenet_cli.data import idx
 from lenet_cli.errors import LenetError
 
 

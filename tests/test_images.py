@@ -13,7 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet_cli import idx, images
+from lenet_cli.data import idx
+from lenet_cli.images import decode, mnist_style
+from lenet_cli.images import files as image_files
 from tests.helpers import dark_on_light_rgb, on_canvas
 
 
@@ -46,7 +48,7 @@ def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
 
 def test_mnist_digits_come_out_as_mnist_made_them(mnist_digits: torch.Tensor) -> None:
     for digit in mnist_digits.numpy():
-        result = images.to_mnist(digit)
+        result = mnist_style.to_mnist(digit)
         assert result.shape == (28, 28) and result.dtype == np.uint8
         assert max(bounding_box(result)) in (19, 20, 21)  # fitted into the 20×20 box
         centre = centre_of_mass(result)
@@ -58,37 +60,37 @@ def test_mnist_digits_come_out_as_mnist_made_them(mnist_digits: torch.Tensor) ->
 
 def test_dark_on_light_is_inverted_and_position_does_not_matter(mnist_digits: torch.Tensor) -> None:
     digit = mnist_digits[0].numpy()
-    light_on_dark = images.to_mnist(digit)
-    assert np.array_equal(images.to_mnist(255 - digit), light_on_dark)
+    light_on_dark = mnist_style.to_mnist(digit)
+    assert np.array_equal(mnist_style.to_mnist(255 - digit), light_on_dark)
     paper = dark_on_light_rgb(digit)
     gray = np.asarray(Image.fromarray(paper).convert("L"), dtype=np.float32)
-    centred = images.to_mnist(gray)
+    centred = mnist_style.to_mnist(gray)
     for top, left in [(0, 0), (50, 3), (7, 61)]:
         shifted = on_canvas(paper, (90, 100), top, left)
-        moved = images.to_mnist(np.asarray(Image.fromarray(shifted).convert("L"), dtype=np.float32))
+        moved = mnist_style.to_mnist(np.asarray(Image.fromarray(shifted).convert("L"), dtype=np.float32))
         assert np.array_equal(moved, centred)
 
 
 def test_aspect_ratio_is_kept() -> None:
     bar = np.zeros((200, 100), dtype=np.float32)
     bar[20:170, 40:55] = 255  # a "1": 150 tall, 15 wide
-    result = images.to_mnist(bar)
+    result = mnist_style.to_mnist(bar)
     height, width = bounding_box(result)
     assert height == 20 and width == 2
 
 
 def test_large_and_small_digits_look_alike(mnist_digits: torch.Tensor) -> None:
     digit = mnist_digits[3].numpy()
-    reference = images.to_mnist(digit).astype(int)
+    reference = mnist_style.to_mnist(digit).astype(int)
     for scale in (3, 10):
         big = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC))
-        assert np.abs(images.to_mnist(big).astype(int) - reference).mean() < 15
+        assert np.abs(mnist_style.to_mnist(big).astype(int) - reference).mean() < 15
 
 
 @pytest.mark.parametrize("picture", [np.zeros((30, 30)), np.full((30, 30), 200.0)], ids=["black", "grey"])
 def test_blank_image_is_refused(picture: np.ndarray) -> None:
-    with pytest.raises(images.BadImage, match=r"blank\.png: no digit"):
-        images.to_mnist(picture, name="blank.png")
+    with pytest.raises(decode.BadImage, match=r"blank\.png: no digit"):
+        mnist_style.to_mnist(picture, name="blank.png")
 
 
 # Decoding ----------------------------------------------------------------------------------------
@@ -124,11 +126,11 @@ def save_variants(digit: np.ndarray, folder: Path) -> dict[str, Path]:
 def test_every_format_and_mode_gives_the_same_digit(mnist_digits: torch.Tensor, tmp_path: Path) -> None:
     digit = mnist_digits[0].numpy()
     files = save_variants(digit, tmp_path)
-    reference = images.to_mnist(255 - np.asarray(Image.open(files["gray.png"]), dtype=np.float32))
+    reference = mnist_style.to_mnist(255 - np.asarray(Image.open(files["gray.png"]), dtype=np.float32))
     for name, path in files.items():
-        result, sources = images.load_digits(path)
+        result, sources = image_files.load_digits(path)
         assert sources == [str(path)]
-        difference = np.abs(result[0].numpy().astype(int) - reference.astype(int)).mean()
+        difference = np.abs(result[0].astype(int) - reference.astype(int)).mean()
         limit = 25 if name == "one_bit.png" else 6  # thresholding to 1 bit loses the anti-aliasing
         assert difference < limit, f"{name}: mean difference {difference:.1f} grey levels"
 
@@ -141,19 +143,19 @@ def test_folder_and_glob_in_natural_order(mnist_digits: torch.Tensor, tmp_path: 
         Image.fromarray(mnist_digits[number].numpy()).save(tmp_path / f"digit{number}.png")
     Image.fromarray(mnist_digits[0].numpy()).save(tmp_path / ".hidden.png")
     (tmp_path / "subfolder").mkdir()
-    digits, sources = images.load_digits(tmp_path)
+    digits, sources = image_files.load_digits(tmp_path)
     assert [Path(source).name for source in sources] == ["digit1.png", "digit2.png", "digit10.png"]
-    assert digits.shape == (3, 28, 28) and digits.dtype == torch.uint8
-    _, globbed = images.load_digits(str(tmp_path / "digit1*.png"))
+    assert digits.shape == (3, 28, 28) and digits.dtype == np.uint8
+    _, globbed = image_files.load_digits(str(tmp_path / "digit1*.png"))
     assert [Path(source).name for source in globbed] == ["digit1.png", "digit10.png"]
 
 
 def test_threads_decode_the_same(mnist_digits: torch.Tensor, tmp_path: Path) -> None:
     for number in range(12):
         Image.fromarray(dark_on_light_rgb(mnist_digits[number].numpy(), scale=2)).save(tmp_path / f"{number}.jpg")
-    serial, serial_sources = images.load_digits(tmp_path)
-    threaded, threaded_sources = images.load_digits(tmp_path, num_workers=2)
-    assert torch.equal(serial, threaded) and serial_sources == threaded_sources
+    serial, serial_sources = image_files.load_digits(tmp_path)
+    threaded, threaded_sources = image_files.load_digits(tmp_path, num_workers=2)
+    assert np.array_equal(serial, threaded) and serial_sources == threaded_sources
 
 
 # Photos ---------------------------------------------------------------------------------------------
@@ -170,43 +172,43 @@ def test_exif_orientation_is_applied(mnist_digits: torch.Tensor, tmp_path: Path,
     stored.save(tmp_path / "turned.png", exif=exif.tobytes())
     upright.save(tmp_path / "upright.png")
     assert np.array_equal(
-        images.load_digit(tmp_path / "turned.png", "turned.png"),
-        images.load_digit(tmp_path / "upright.png", "upright.png"),
+        image_files.load_digit(tmp_path / "turned.png", "turned.png"),
+        image_files.load_digit(tmp_path / "upright.png", "upright.png"),
     )
 
 
 def test_large_jpegs_are_decoded_reduced(mnist_digits: torch.Tensor, tmp_path: Path) -> None:
     big = Image.fromarray(dark_on_light_rgb(mnist_digits[0].numpy(), scale=20)).resize((4000, 3000))
     big.save(tmp_path / "big.jpg", quality=85)
-    decoded = images.read_image(tmp_path / "big.jpg", "big.jpg")
+    decoded = decode.read_image(tmp_path / "big.jpg", "big.jpg")
     assert decoded.size == (500, 375)  # JPEG's 1/8 DCT scaling: never the 12 megapixels
     with (tmp_path / "big.jpg").open("rb") as stream:  # an open binary file, as a server has one
-        from_stream = images.load_digit(stream, "upload")
-    assert np.array_equal(from_stream, images.load_digit(tmp_path / "big.jpg", "big.jpg"))
+        from_stream = image_files.load_digit(stream, "upload")
+    assert np.array_equal(from_stream, image_files.load_digit(tmp_path / "big.jpg", "big.jpg"))
     big.save(tmp_path / "big.png")
-    assert max(images.read_image(tmp_path / "big.png", "big.png").size) <= 2 * images.WORK_SIZE
+    assert max(decode.read_image(tmp_path / "big.png", "big.png").size) <= 2 * decode.WORK_SIZE
 
 
 def test_lighting_is_divided_out(mnist_digits: torch.Tensor) -> None:
     """A digit under a lamp's fall-off and a shadow's edge reads as under even light; a global threshold would not."""
     paper = dark_on_light_rgb(mnist_digits[1].numpy(), scale=10).astype(np.float32).mean(axis=2)  # 280×280
-    even = images.to_mnist(np.pad(paper, 60, constant_values=float(paper[0, 0])))
+    even = mnist_style.to_mnist(np.pad(paper, 60, constant_values=float(paper[0, 0])))
     canvas = np.pad(paper, 60, constant_values=float(paper[0, 0]))
     rows, columns = np.indices(canvas.shape, dtype=np.float32)
     light = 1 - 0.6 * columns / columns.max()  # 40 % at the right edge
     light[rows > 0.55 * canvas.shape[0]] *= 0.5  # and a shadow over the lower part, through the digit
-    lit = images.to_mnist(canvas * light)
+    lit = mnist_style.to_mnist(canvas * light)
     assert np.abs(lit.astype(int) - even.astype(int)).mean() < 6
 
 
 def test_light_strokes_on_dark_are_told_from_shadows(mnist_digits: torch.Tensor) -> None:
     digit = mnist_digits[2].numpy().astype(np.float32)
-    assert images.light_on_dark(digit)  # MNIST itself
-    assert not images.light_on_dark(255 - digit)
+    assert mnist_style.light_on_dark(digit)  # MNIST itself
+    assert not mnist_style.light_on_dark(255 - digit)
     paper = 255 - np.pad(digit, 20)
     shadowed = paper.copy()
     shadowed[:, :50] *= 0.4  # a shadow over most of the page, the border included
-    assert not images.light_on_dark(shadowed)
+    assert not mnist_style.light_on_dark(shadowed)
 
 
 def test_two_stroke_digits_stay_whole_and_specks_go() -> None:
@@ -217,7 +219,7 @@ def test_two_stroke_digits_stay_whole_and_specks_go() -> None:
     speck = four.copy()
     speck[185:188, 10:13] = 30  # a speck in a corner
     speck[5:8, 150:153] = 30
-    whole = images.to_mnist(four)
-    assert np.array_equal(images.to_mnist(speck), whole)
+    whole = mnist_style.to_mnist(four)
+    assert np.array_equal(mnist_style.to_mnist(speck), whole)
     rows, _ = np.nonzero(whole)
     assert rows.max() - rows.min() + 1 >= 19  # the taller right stroke sets the size: both strokes are in

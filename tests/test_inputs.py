@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lenet_cli import checkpoints, idx
-from lenet_cli.cli import main
+from lenet_cli.checkpoints import save
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
 from tests.helpers import CPU, QUICK, child_env, error_line, lenet_command, read_predictions
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="symbolic links, FIFOs and byte file names")
@@ -98,7 +99,7 @@ def test_a_warning_on_an_unwritable_stderr_does_not_stop_predict(tmp_path: Path)
 def test_full_disk_during_a_checkpoint_save_is_one_line(
     small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    replace_atomically = checkpoints.atomic.replace_atomically
+    replace_atomically = save.atomic.replace_atomically
 
     @contextmanager
     def onto_a_full_disk(path: str | Path) -> Iterator[Path]:
@@ -108,7 +109,7 @@ def test_full_disk_during_a_checkpoint_save_is_one_line(
             return
         yield Path("/dev/full")  # every write fails with ENOSPC, as on a full disk
 
-    monkeypatch.setattr(checkpoints.atomic, "replace_atomically", onto_a_full_disk)
+    monkeypatch.setattr(save.atomic, "replace_atomically", onto_a_full_disk)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(

@@ -14,11 +14,11 @@ import pytest
 from lightning.pytorch import Trainer
 from lightning.pytorch.strategies import DDPStrategy
 
-from lenet_cli import lightning_internals
-from lenet_cli.cli import LenetCLI
-from lenet_cli.data import MNISTDataModule
-from lenet_cli.distributed import throttle_sigterm_broadcast
-from lenet_cli.model import LeNet
+from lenet_cli import _lightning
+from lenet_cli.cli.lightning_cli import LenetCLI
+from lenet_cli.data.mnist import MNISTDataModule
+from lenet_cli.training.distributed import throttle_sigterm_broadcast
+from lenet_cli.training.module import LeNet
 from tests.helpers import CPU, quiet_trainer
 
 OFF = r"lenet: .* is off: this Lightning version has no"
@@ -27,9 +27,9 @@ OFF = r"lenet: .* is off: this Lightning version has no"
 @pytest.fixture
 def fresh_warnings() -> Iterator[None]:
     """``warn_once`` forgets what it warned about, before and after the test."""
-    lightning_internals.warn_once.cache_clear()
+    _lightning.warn_once.cache_clear()
     yield
-    lightning_internals.warn_once.cache_clear()
+    _lightning.warn_once.cache_clear()
 
 
 def lenet_warnings(recorded: pytest.WarningsRecorder) -> list[str]:
@@ -38,7 +38,7 @@ def lenet_warnings(recorded: pytest.WarningsRecorder) -> list[str]:
 
 def test_sigterm_flag_stops_the_loops_like_sigterm(recwarn: pytest.WarningsRecorder) -> None:
     trainer = quiet_trainer()
-    stop_at_next_batch = lightning_internals.sigterm_flag(trainer)
+    stop_at_next_batch = _lightning.sigterm_flag(trainer)
     assert stop_at_next_batch is not None
     assert trainer._signal_connector.received_sigterm is False
     stop_at_next_batch()
@@ -68,16 +68,16 @@ def test_ddp_comm_hook_is_the_strategys() -> None:
     def hook(state: object, bucket: object) -> None:
         raise AssertionError("never called: no training here")
 
-    assert lightning_internals.ddp_comm_hook(quiet_trainer(strategy=DDPStrategy(ddp_comm_hook=hook))) is hook
-    assert lightning_internals.ddp_comm_hook(quiet_trainer(strategy=DDPStrategy())) is None
+    assert _lightning.ddp_comm_hook(quiet_trainer(strategy=DDPStrategy(ddp_comm_hook=hook))) is hook
+    assert _lightning.ddp_comm_hook(quiet_trainer(strategy=DDPStrategy())) is None
 
 
 def test_attached_trainer() -> None:
     model = LeNet()
-    assert lightning_internals.attached_trainer(model) is None  # where model.trainer would raise
+    assert _lightning.attached_trainer(model) is None  # where model.trainer would raise
     trainer = quiet_trainer()
     model.trainer = trainer
-    assert lightning_internals.attached_trainer(model) is trainer
+    assert _lightning.attached_trainer(model) is trainer
 
 
 def test_subcommand_parsers_of_lenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,19 +88,19 @@ def test_subcommand_parsers_of_lenet(tmp_path: Path, monkeypatch: pytest.MonkeyP
             pass
 
     cli = Parsed(LeNet, MNISTDataModule, args=["fit", *CPU])
-    parsers = lightning_internals.subcommand_parsers(cli)
+    parsers = _lightning.subcommand_parsers(cli)
     assert set(parsers) == {"fit"}  # only the named subcommand's parser is built
     assert parsers["fit"].get_defaults()["weights_only"] is True  # what lenet sets through it
 
 
 def without_signal_connector(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> Callable[[], object]:
     monkeypatch.delattr(trainer, "_signal_connector")
-    return lambda: lightning_internals.sigterm_flag(trainer)
+    return lambda: _lightning.sigterm_flag(trainer)
 
 
 def without_sigterm_broadcast(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> Callable[[], object]:
     monkeypatch.delattr(type(trainer.fit_loop.epoch_loop), "_broadcast_sigterm_tensor")
-    return lambda: lightning_internals.thin_sigterm_broadcast(trainer, every_n_steps=50)
+    return lambda: _lightning.thin_sigterm_broadcast(trainer, every_n_steps=50)
 
 
 @pytest.mark.usefixtures("fresh_warnings")

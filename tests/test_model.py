@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenet_cli.data import MNISTDataModule
-from lenet_cli.model import LeNet
+from lenet_cli.data.mnist import MNISTDataModule
+from lenet_cli.training.module import LeNet
 from tests.helpers import quiet_trainer
 
 
@@ -59,6 +59,6 @@ def test_channels_last_by_default_on_cpu(setting: bool | None, expected: bool) -
     # oneDNN's NHWC convolutions make a CPU step ~10 % faster; on a GPU the default stays NCHW.
     model = LeNet(channels_last=setting)
     quiet_trainer(max_steps=1, limit_val_batches=0).fit(model, MNISTDataModule(batch_size=32))
-    weight = model.features[3].weight  # (16, 6, 5, 5): the two formats differ (with 1 channel they coincide)
+    weight = model.network.features[3].weight  # (16, 6, 5, 5): the two formats differ (with 1 channel they coincide)
     assert weight.is_contiguous(memory_format=torch.channels_last) is expected
     assert weight.is_contiguous() is not expected

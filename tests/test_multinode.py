@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 from tests.helpers import CONFIGS, child_env, crash_at, last_logged
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode]

@@ -14,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet_cli import explain, idx, images, pretrained
-from lenet_cli.cli import main as run_cli
-from lenet_cli.data import to_model_input
-from lenet_cli.model import LeNet
+from lenet_cli.checkpoints import pretrained
+from lenet_cli.cli.main import main as run_cli
+from lenet_cli.data import idx
+from lenet_cli.data.mnist import to_model_input
+from lenet_cli.images import decode, explain, files, mnist_style
+from lenet_cli.training.module import LeNet
 from tests import photos
 from tests.helpers import CONFIGS, CPU
 
@@ -157,8 +159,8 @@ def test_exif_photos_read_as_their_upright_twins(phone_photos: tuple[Path, list[
     folder, _, _ = phone_photos
     differences = []
     for number in range(PER_CONDITION):
-        upright = images.load_digit(folder / f"plain-{number:03d}.jpg", "upright")
-        turned = images.load_digit(folder / f"exif-{number:03d}.jpg", "turned")
+        upright = files.load_digit(folder / f"plain-{number:03d}.jpg", "upright")
+        turned = files.load_digit(folder / f"exif-{number:03d}.jpg", "turned")
         differences.append(np.abs(upright.astype(int) - turned.astype(int)).mean())
     # The same picture, JPEG-compressed once more: a few grey levels apart (a turned digit: ~50).
     assert max(differences) < 8 and np.mean(differences) < 3
@@ -168,7 +170,7 @@ def test_bad_files_are_skipped_naming_why(
     phone_photos: tuple[Path, list[photos.Photo], dict[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder, listed, bad = phone_photos
-    digits, sources = images.load_digits(folder, num_workers=2)
+    digits, sources = files.load_digits(folder, num_workers=2)
     assert sorted(sources) == sorted(str(photo.path) for photo in listed)
     assert digits.shape == (len(listed), 28, 28)
     warning = capsys.readouterr().err
@@ -185,7 +187,7 @@ def test_clean_mnist_pngs_come_back_as_they_were() -> None:
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, format="PNG")
         buffer.seek(0)
-        differences.append(np.abs(images.load_digit(buffer, f"{number}.png").astype(int) - digit.astype(int)).mean())
+        differences.append(np.abs(files.load_digit(buffer, f"{number}.png").astype(int) - digit.astype(int)).mean())
     # Measured: 1.2 grey levels on average; 49 of 10 000 more than 20 apart (a speck dropped, a piece of a
     # broken stroke lost), which is where the predictions may change (test below).
     assert np.mean(differences) < 1.6
@@ -223,21 +225,21 @@ def test_explain_view_shows_each_step(
                 )
             )
             shown = np.asarray(panel.convert("L").resize((28, 28), Image.Resampling.NEAREST))
-            assert np.array_equal(shown, images.load_digit(chosen / name, name))
+            assert np.array_equal(shown, files.load_digit(chosen / name, name))
             assert figure.width > 4 * explain.PANEL_HEIGHT  # five panels side by side
 
 
 def test_explain_figure_marks_dropped_ink(phone_photos: tuple[Path, list[photos.Photo], dict[str, str]]) -> None:
     folder, _, _ = phone_photos
     path = folder / "squared-page.jpg"  # a bad file: squared paper, no digit
-    with pytest.raises(images.BadImage, match="no digit"):
-        images.load_digit(path, path.name)
+    with pytest.raises(decode.BadImage, match="no digit"):
+        files.load_digit(path, path.name)
     photo = folder / "shadow-000.jpg"
-    image = images.read_image(photo, photo.name)
-    steps = images.preprocess(images._to_gray(image), photo.name)
+    image = decode.read_image(photo, photo.name)
+    steps = mnist_style.preprocess(decode._to_gray(image), photo.name)
     assert steps.chosen.any() and not (steps.chosen & ~steps.ink).any()
     figure = np.asarray(explain.figure(image, steps, photo.name))
-    assert np.array_equal(steps.digit, images.load_digit(photo, photo.name))
+    assert np.array_equal(steps.digit, files.load_digit(photo, photo.name))
     dropped = (figure == np.array(explain.DROPPED, np.uint8)).all(axis=2).any()
     assert dropped == bool((steps.ink & ~steps.chosen).any())
 
@@ -290,7 +292,7 @@ def test_clean_mnist_pngs_keep_their_prediction(robust_checkpoint: Path) -> None
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, format="PNG")
         buffer.seek(0)
-        read.append(images.load_digit(buffer, f"{number}.png"))
+        read.append(files.load_digit(buffer, f"{number}.png"))
     with torch.no_grad():
         from_files = model(to_model_input(torch.from_numpy(np.stack(read)))).argmax(dim=1)
         from_mnist = model(to_model_input(arrays["test_images"])).argmax(dim=1)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from lenet_cli import idx
-from lenet_cli.cli import main
-from lenet_cli.data import to_model_input
-from lenet_cli.model import LeNet
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
+from lenet_cli.data.mnist import to_model_input
+from lenet_cli.training.module import LeNet
 from tests.helpers import (
     CPU,
     QUICK,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 from tests.helpers import QUICK, error_line
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_cli import checkpoints, pretrained
-from lenet_cli.cli import main
+from lenet_cli.checkpoints import load, pretrained
+from lenet_cli.cli.main import main
 from lenet_cli.errors import LenetError
+from lenet_cli.runs import ckpt_path
 from tests.helpers import CPU, ROOT, error_line, last_logged, make_user_images
 
 CARD = ROOT / "docs" / "model-card.md"
@@ -41,7 +42,7 @@ def test_the_checkpoint_is_small_weights_only_and_plain() -> None:
 
 def test_the_record_beside_it_says_how_it_was_made() -> None:
     record = pretrained.record()
-    assert record["sha256"] == pretrained.SHA256 == checkpoints.sha256(pretrained.path())
+    assert record["sha256"] == pretrained.SHA256 == load.sha256(pretrained.path())
     assert record["command"] == "python -m lenet_cli.pretrained --config configs/robust.yaml --seed 1"
     assert record["config"] == "robust.yaml" and record["seed"] == 1
     assert record["torch"] and record["lightning"] and record["cpu"]
@@ -91,7 +92,7 @@ def test_predict_without_ckpt_path_uses_it(
 
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict", "export", "serve"])
 def test_the_alias_names_it_for_every_subcommand_that_loads_weights(subcommand: str) -> None:
-    chosen, note = pretrained.resolve_option(subcommand, "pretrained")
+    chosen, note = ckpt_path.resolve(subcommand, "pretrained", Path("runs"))
     assert chosen == str(pretrained.path())
     assert note is not None and note.startswith("--ckpt_path pretrained: using the robust LeNet bundled with lenet-cli")
 
@@ -131,4 +132,5 @@ def test_the_built_wheel_contains_it(tmp_path: Path) -> None:
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
     subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=600)
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
-    assert f"lenet_cli/pretrained/{pretrained.FILE}" in names and f"lenet_cli/pretrained/{pretrained.RECORD}" in names
+    assert f"lenet_cli/checkpoints/bundled/{pretrained.FILE}" in names
+    assert f"lenet_cli/checkpoints/bundled/{pretrained.RECORD}" in names

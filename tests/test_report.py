@@ -12,12 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet_cli import idx, plots
-from lenet_cli.cli import main
-from lenet_cli.curves import read_history
-from lenet_cli.data import to_model_input
-from lenet_cli.model import LeNet
-from lenet_cli.report import summarise, to_json
+from lenet_cli.cli.main import main
+from lenet_cli.data import idx
+from lenet_cli.data.mnist import to_model_input
+from lenet_cli.outputs import plots
+from lenet_cli.outputs.curves import read_history
+from lenet_cli.outputs.report import summarise, to_json
+from lenet_cli.training.module import LeNet
 from tests.helpers import CONFIGS, CPU, read_metrics
 
 # The callbacks come from configs/mnist.yaml; quick.yaml stacked on it keeps the runs short.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 from tests.helpers import QUICK
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 from tests.helpers import EPOCHS, STEPS_PER_EPOCH, crash_at, read_checkpoint, resumable_fit_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")

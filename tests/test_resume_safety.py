@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 from tests.helpers import QUICK, read_checkpoint, read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lenet_cli import cli, run_index
-from lenet_cli.cli import main as run_cli
+from lenet_cli.cli import lightning_cli, main
+from lenet_cli.cli.main import main as run_cli
 from lenet_cli.errors import LenetError
+from lenet_cli.runs import ckpt_path, listing
 from tests.helpers import CONFIGS, CPU
 
 QUICK = ["--config", str(CONFIGS / "quick.yaml"), *CPU]
-REPORT = "--trainer.callbacks+=lenet_cli.report.EvaluationReport"  # configs/mnist.yaml has it; quick.yaml not
+REPORT = "--trainer.callbacks+=lenet_cli.outputs.report.EvaluationReport"  # configs/mnist.yaml has it; quick.yaml not
 
 
 def fake_run(folder: Path, val_losses: list[float] | None = None, record: dict | None = None) -> Path:
@@ -41,7 +42,7 @@ def test_best_is_the_lowest_val_loss_among_the_runs_not_the_newest(tmp_path: Pat
     fake_run(runs / "version_0", [0.5, 0.2, 0.08, 0.09])  # the 10-epoch fit of the issue, shortened
     fake_run(runs / "version_1", [0.6, 0.3, 0.25])  # a later, shorter one
     fake_run(runs / "version_2")  # a test run: no checkpoint
-    best, note = run_index.best_checkpoint(runs)
+    best, note = ckpt_path.best_checkpoint(runs)
     assert best == runs / "version_0" / "checkpoints" / "best.ckpt"
     assert note == f"val/loss 0.0800, the lowest of 2 runs in {runs}; the newest, version_1, has 0.2500"
 
@@ -50,14 +51,14 @@ def test_best_ties_go_to_the_newest_and_unscored_runs_to_the_newest(tmp_path: Pa
     runs = tmp_path / "runs"
     fake_run(runs / "version_0", [0.1])
     fake_run(runs / "version_3", [0.1])
-    assert run_index.best_checkpoint(runs)[0] == runs / "version_3" / "checkpoints" / "best.ckpt"
+    assert ckpt_path.best_checkpoint(runs)[0] == runs / "version_3" / "checkpoints" / "best.ckpt"
     unscored = tmp_path / "unscored"
     for version in (0, 1):
         fake_run(unscored / f"version_{version}", [])
-    best, note = run_index.best_checkpoint(unscored)
+    best, note = ckpt_path.best_checkpoint(unscored)
     assert best == unscored / "version_1" / "checkpoints" / "best.ckpt" and "no val/loss recorded" in note
     with pytest.raises(LenetError, match=r"no run in .* has checkpoints/best\.ckpt"):
-        run_index.best_checkpoint(tmp_path / "empty")
+        ckpt_path.best_checkpoint(tmp_path / "empty")
 
 
 def test_ckpt_path_best_in_a_command_states_the_run_it_picked(
@@ -85,7 +86,7 @@ def test_ckpt_path_best_in_a_command_states_the_run_it_picked(
     )
     chosen = runs / "version_0" / "checkpoints" / "best.ckpt"
     start = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("lenet test"))
-    val_loss = run_index.summarise(runs / "version_0").best_val_loss
+    val_loss = listing.summarise(runs / "version_0").best_val_loss
     assert start == (
         f"lenet test → {runs / 'version_2'}; --ckpt_path best: using {chosen} (val/loss {val_loss:.4f}, the lowest "
         f"of 2 runs in {runs}; the newest, version_1, has {val_loss + 1:.4f}); on cpu"
@@ -158,7 +159,7 @@ def test_lenet_runs_lists_runs_without_building_lightning(
     def no_lightning(*args: object, **kwargs: object) -> None:
         raise AssertionError("`lenet runs` built the LightningCLI")
 
-    monkeypatch.setattr(cli.LenetCLI, "__init__", no_lightning)
+    monkeypatch.setattr(lightning_cli.LenetCLI, "__init__", no_lightning)
     runs = Path("runs") / "mnist"
     fake_run(
         runs / "version_0",
@@ -183,7 +184,7 @@ def test_lenet_runs_lists_runs_without_building_lightning(
     )
     old_test = fake_run(runs / "version_2")  # made before run.json: told by its report
     (old_test / "report.json").write_text(json.dumps({"accuracy": 0.9921}))
-    cli.main(["runs"])
+    main.main(["runs"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run", "subcommand", "started", "epochs", "best", "val/loss", "test", "acc", "from"]
     assert lines[1].split() == [
@@ -202,8 +203,8 @@ def test_lenet_runs_lists_runs_without_building_lightning(
         f"(val/loss 0.1000, the lowest of 2 runs in {runs}; the newest, version_1, has 0.4000)"
     )
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["runs", "elsewhere"])
+        main.main(["runs", "elsewhere"])
     assert exit_info.value.code == 2 and "error: no runs in elsewhere" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["runs", "--help"])
+        main.main(["runs", "--help"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: lenet runs")

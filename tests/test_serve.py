@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet_cli import idx, images
-from lenet_cli.cli import main as run_cli
+from lenet_cli.cli.main import main as run_cli
+from lenet_cli.data import idx
+from lenet_cli.images import files
 from tests.serve_helpers import huge_png_header, photo_like, png, process_group_alive
 
 
@@ -60,7 +61,7 @@ def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input_png"]))))
     assert seen.shape == (28, 28)
     np.testing.assert_array_equal(
-        seen, images.load_digit(io.BytesIO(png(digit)), "digit")
+        seen, files.load_digit(io.BytesIO(png(digit)), "digit")
     )  # as `lenet predict` prepares it
     assert "input_png" not in post_png(client, digit).json()
 

@@ -1,3 +1,3 @@
 """`lenet`: a LightningCLI that trains, evaluates and runs LeNet on MNIST-style digit images."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

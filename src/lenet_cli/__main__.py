@@ -1,4 +1,4 @@
-from lenet_cli.cli import main
+from lenet_cli.cli.main import main
 
 if __name__ == "__main__":
     main()

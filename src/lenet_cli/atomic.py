@@ -1,12 +1,16 @@
-"""Writing files so that a kill at any instant leaves either the old complete file or the new one."""
+"""Writing files: so that a kill at any instant leaves either the old complete file or the new one, and
+checked before any work (a folder that cannot be written fails in one line)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from lenet_cli.errors import LenetError, escaped
 
 
 @contextmanager
@@ -49,3 +53,30 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     with replace_atomically(path) as temporary:
         temporary.write_text(text)
     return Path(path)
+
+
+def expand_user(option: str, value: str) -> Path:
+    """``value`` with ``~`` and ``~user`` expanded; one line for a user this machine does not have."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as error:  # pathlib: "Could not determine home directory."
+        user = value.split("/", 1)[0]
+        raise LenetError(
+            f"--{option} {escaped(value)}: {escaped(user)} names no user of this machine; give the full path"
+        ) from error
+
+
+def check_writable(option: str, folder: str | Path) -> None:
+    """Fail in one line, before any work, when ``folder`` cannot be created or written into."""
+    if "://" in str(folder):
+        return  # remote storage: only the upload can tell
+    existing = expand_user(option, str(folder)).absolute()
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LenetError(f"--{option} {folder}: cannot create this folder, {existing} is a file")
+    try:
+        # A real attempt: os.access says yes to root even where the filesystem refuses (/proc, quotas).
+        os.rmdir(tempfile.mkdtemp(prefix=".lenet-write-check-", dir=existing))
+    except OSError as error:
+        raise LenetError(f"--{option} {folder}: cannot write into {existing} ({error.strerror or error})") from error

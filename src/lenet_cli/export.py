@@ -23,10 +23,11 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import Tensor, nn
 
-from lenet_cli import __version__, atomic, checkpoints, data
+from lenet_cli import __version__, atomic
+from lenet_cli.checkpoints import load
+from lenet_cli.data import mnist
 from lenet_cli.errors import LenetError
-from lenet_cli.images import FIELD
-from lenet_cli.preflight import check_writable
+from lenet_cli.images.mnist_style import FIELD
 
 Format = Literal["onnx", "pt2"]
 InputMode = Literal["resize", "pad"]
@@ -44,7 +45,7 @@ class Classifier(nn.Module):
     """What the exported file computes: LeNet's logits, after lenet's preprocessing when ``input_mode`` is set.
 
     Args:
-        model: The LeNet with its trained weights.
+        model: LeNet's network (:class:`~lenet_cli.training.network.LeNet5`) with its trained weights.
         input_mode: ``None``: the input is LeNet's own (normalised float32 (N, 1, 32, 32)). ``"resize"``
             or ``"pad"``: the input is uint8 (N, 28, 28) digits, made into LeNet's input as in training.
     """
@@ -55,7 +56,7 @@ class Classifier(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         if self.input_mode is not None:
-            images = data.preprocess(images, self.input_mode)
+            images = mnist.preprocess(images, self.input_mode)
         return self.model(images)
 
 
@@ -88,8 +89,8 @@ def run(
     pad = datamodule is not None and datamodule.hparams.get("input_mode") == "pad"
     input_mode: InputMode = "pad" if pad else "resize"
 
-    checkpoint = checkpoints.load(ckpt_path)
-    checkpoints.check_fits(checkpoint, model, ckpt_path)
+    checkpoint = load.load(ckpt_path)
+    load.check_fits(checkpoint, model, ckpt_path)
     trained_mode = (checkpoint.get("datamodule_hyper_parameters") or {}).get("input_mode")
     if trained_mode is not None and trained_mode != input_mode:
         raise LenetError(
@@ -98,8 +99,11 @@ def run(
         )
     model.load_state_dict(checkpoint["state_dict"])
     model.cpu().eval()
-    classifier = Classifier(model, input_mode if with_preprocessing else None).eval()
-    info = metadata(model, checkpoints.sha256(ckpt_path), input_mode, with_preprocessing)
+    network = getattr(model, "network", None)
+    if not isinstance(network, nn.Module):
+        raise LenetError(f"lenet export exports LeNet models; {type(model).__name__} has no network")
+    classifier = Classifier(network, input_mode if with_preprocessing else None).eval()
+    info = metadata(model, load.sha256(ckpt_path), input_mode, with_preprocessing)
     example = example_input(model, with_preprocessing)
 
     with atomic.replace_atomically(target) as temporary:
@@ -123,7 +127,7 @@ def output_path(output: str | None, format: str) -> Path:
         raise LenetError(
             f"--output {output} is a .{other} name but --format is {format}: add --format {other} or rename it"
         )
-    check_writable("output", target.parent)
+    atomic.check_writable("output", target.parent)
     return target
 
 
@@ -140,7 +144,7 @@ def require_onnx_tools() -> None:
 def input_shape(model: LightningModule, with_preprocessing: bool) -> str:
     if with_preprocessing:
         return f"uint8 (N, {FIELD}, {FIELD})"
-    return f"float32 (N, {model.hparams['in_channels']}, {data.INPUT_SIZE}, {data.INPUT_SIZE})"
+    return f"float32 (N, {model.hparams['in_channels']}, {mnist.INPUT_SIZE}, {mnist.INPUT_SIZE})"
 
 
 def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: InputMode, with_preprocessing: bool) -> dict:
@@ -153,10 +157,10 @@ def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: InputMo
     return {
         "class_names": [str(index) for index in range(model.hparams["num_classes"])],
         "input": expects,
-        "input_size": data.INPUT_SIZE,
+        "input_size": mnist.INPUT_SIZE,
         "input_mode": input_mode,
-        "mean": data.MEAN,
-        "std": data.STD,
+        "mean": mnist.MEAN,
+        "std": mnist.STD,
         "with_preprocessing": with_preprocessing,
         "lenet_version": __version__,
         "checkpoint_sha256": checkpoint_sha256,
@@ -166,7 +170,7 @@ def metadata(model: LightningModule, checkpoint_sha256: str, input_mode: InputMo
 def example_input(model: LightningModule, with_preprocessing: bool) -> Tensor:
     if with_preprocessing:
         return torch.zeros(EXAMPLE_BATCH, FIELD, FIELD, dtype=torch.uint8)
-    return torch.zeros(EXAMPLE_BATCH, model.hparams["in_channels"], data.INPUT_SIZE, data.INPUT_SIZE)
+    return torch.zeros(EXAMPLE_BATCH, model.hparams["in_channels"], mnist.INPUT_SIZE, mnist.INPUT_SIZE)
 
 
 def dynamic_batch() -> dict[str, dict[int, Any]]:

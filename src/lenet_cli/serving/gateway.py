@@ -23,7 +23,7 @@ from PIL import Image
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lenet_cli.data import to_model_input
+from lenet_cli.data.mnist import to_model_input
 from lenet_cli.serving.requests import RequestError, Upload, decode, read_uploads
 
 # Bodies up to this size are decoded on the event loop (a 28×28 PNG takes ~0.2 ms, less than a thread

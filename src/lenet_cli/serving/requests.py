@@ -26,7 +26,8 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
-from lenet_cli import images
+from lenet_cli.images.decode import BadImage
+from lenet_cli.images.files import load_digit
 
 MAX_IMAGES = 64  # images in one request: a tiny PNG is ~100 bytes, so the byte limit alone would allow 100 000
 ACCEPTED = (
@@ -87,8 +88,8 @@ async def read_uploads(scope: Scope, body: bytes) -> tuple[list[Upload], bool]:
 def decode(uploads: list[Upload]) -> np.ndarray:
     """uint8 (N, 28, 28) digits, prepared as ``lenet predict`` prepares image files; 400 for the first bad one."""
     try:
-        return np.stack([images.load_digit(io.BytesIO(upload.data), upload.name) for upload in uploads])
-    except images.BadImage as error:
+        return np.stack([load_digit(io.BytesIO(upload.data), upload.name) for upload in uploads])
+    except BadImage as error:
         raise RequestError(400, str(error)) from error
 
 

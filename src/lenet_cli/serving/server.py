@@ -42,7 +42,7 @@ READY_TIMEOUT = 120  # seconds to wait for /health before saying the server did 
 
 def static_dir() -> Path:
     """The page's files, shipped in the package (nothing is fetched from elsewhere)."""
-    return Path(str(resources.files("lenet_cli") / "static"))
+    return Path(str(resources.files("lenet_cli.serving") / "static"))
 
 
 def serve(

@@ -9,7 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
 from lenet_cli.atomic import replace_atomically
-from lenet_cli.paths import callback_output_folder
+from lenet_cli.runs.paths import callback_output_folder
 
 
 class SampleImages(Callback):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,9 @@ import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lenet_cli.atomic import check_writable, expand_user
 from lenet_cli.errors import LenetError, escaped
-from lenet_cli.paths import configured_output_folders
+from lenet_cli.runs.paths import configured_output_folders
 
 
 def preflight(config: Any) -> None:
@@ -69,33 +68,6 @@ def check_ranges(config: Any) -> None:
             f"--trainer.val_check_interval {interval}: out of range; give a fraction of an epoch in (0, 1] "
             "or a number of steps of at least 1"
         )
-
-
-def expand_user(option: str, value: str) -> Path:
-    """``value`` with ``~`` and ``~user`` expanded; one line for a user this machine does not have."""
-    try:
-        return Path(value).expanduser()
-    except RuntimeError as error:  # pathlib: "Could not determine home directory."
-        user = value.split("/", 1)[0]
-        raise LenetError(
-            f"--{option} {escaped(value)}: {escaped(user)} names no user of this machine; give the full path"
-        ) from error
-
-
-def check_writable(option: str, folder: str | Path) -> None:
-    """Fail in one line, before any work, when ``folder`` cannot be created or written into."""
-    if "://" in str(folder):
-        return  # remote storage: only the upload can tell
-    existing = expand_user(option, str(folder)).absolute()
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise LenetError(f"--{option} {folder}: cannot create this folder, {existing} is a file")
-    try:
-        # A real attempt: os.access says yes to root even where the filesystem refuses (/proc, quotas).
-        os.rmdir(tempfile.mkdtemp(prefix=".lenet-write-check-", dir=existing))
-    except OSError as error:
-        raise LenetError(f"--{option} {folder}: cannot write into {existing} ({error.strerror or error})") from error
 
 
 # What marks a folder as some run's: the files a run writes there first, which a new run would replace.

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
-from lenet_cli import idx
-from lenet_cli.augment import Augmentation, epoch_generator
+from lenet_cli.data import idx
+from lenet_cli.data.augment import Augmentation, epoch_generator
 from lenet_cli.errors import LenetError
+from lenet_cli.images import files
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels on [0, 1]
 INPUT_SIZE = 32  # LeNet's input; MNIST digits are 28×28
@@ -228,13 +229,11 @@ class MNISTDataModule(LightningDataModule):
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
 
     def _load_user_images(self) -> None:
-        from lenet_cli import images  # noqa: PLC0415 - Pillow is only needed for user images
-
-        digits, sources = images.load_digits(
+        digits, sources = files.load_digits(
             self.hparams.predict_path, num_workers=self.hparams.num_workers, explain_dir=self.hparams.explain_dir
         )
         self.predict_sources = sources
-        self.raw["predict"] = (digits, torch.full((len(digits),), -1, dtype=torch.long))
+        self.raw["predict"] = (torch.from_numpy(digits), torch.full((len(digits),), -1, dtype=torch.long))
 
     def _source(self, split: str) -> str:
         # Without predict_path, predict runs on the MNIST test set.

@@ -15,8 +15,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
 from lenet_cli.errors import escaped, print_safely
-from lenet_cli.mosaic import save_image_grid
-from lenet_cli.paths import callback_output_folder
+from lenet_cli.images import files
+from lenet_cli.outputs.mosaic import save_image_grid
+from lenet_cli.runs.paths import callback_output_folder
 
 TOP = 3  # classes listed per input
 MAX_LISTED = 10  # skipped files named in the closing summary; the rest are counted
@@ -100,10 +101,8 @@ def skipped_files(datamodule: Any) -> list[str]:
     sources = getattr(datamodule, "predict_sources", None)
     if not hparams.get("predict_path") or sources is None:
         return []
-    from lenet_cli import images  # noqa: PLC0415 - only when predicting on files
-
     read = set(sources)
-    return [str(file) for file in images.collect(str(hparams["predict_path"]))[0] if str(file) not in read]
+    return [str(file) for file in files.collect(str(hparams["predict_path"]))[0] if str(file) not in read]
 
 
 def local_rows(predictions: Sequence[Any]) -> list[Row]:

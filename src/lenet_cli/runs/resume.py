@@ -24,8 +24,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lenet_cli.errors import LenetError, escaped, print_safely
-from lenet_cli.lightning_internals import save_last_checkpoint, sigterm_flag
-from lenet_cli.paths import run_folder_of_checkpoint
+from lenet_cli._lightning import save_last_checkpoint, sigterm_flag
+from lenet_cli.runs.paths import run_folder_of_checkpoint
 
 
 def resume_command(run_dir: str | Path | None, checkpoint: str | Path) -> str:

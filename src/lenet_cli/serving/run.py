@@ -15,7 +15,7 @@ from typing import Any, Literal
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import nn
 
-from lenet_cli import checkpoints
+from lenet_cli.checkpoints import load
 from lenet_cli.errors import LenetError
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the addresses LitServe binds
@@ -47,8 +47,8 @@ def run(
             "lenet serve needs --ckpt_path (best, last, pretrained or a checkpoint file): "
             "without one the network's weights are random"
         )
-    checkpoint = checkpoints.load(ckpt_path)
-    checkpoints.check_fits(checkpoint, model, ckpt_path)
+    checkpoint = load.load(ckpt_path)
+    load.check_fits(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     check_port_free(options["host"], options["port"])
     # --data.input_mode: the 28→32 step of `lenet predict`, which the checkpoint was trained with
@@ -63,11 +63,11 @@ def run(
 
 
 def network(model: LightningModule) -> nn.Module:
-    """LeNet's layers as a plain module (what LeNet.forward computes), for a worker without Lightning."""
-    features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)
-    if not isinstance(features, nn.Module) or not isinstance(classifier, nn.Module):
-        raise LenetError(f"lenet serve serves LeNet models; {type(model).__name__} has no features/classifier layers")
-    return nn.Sequential(copy.deepcopy(features), copy.deepcopy(classifier)).cpu().eval()
+    """The LightningModule's plain network (``LeNet5``), for a worker without Lightning."""
+    network = getattr(model, "network", None)
+    if not isinstance(network, nn.Module):
+        raise LenetError(f"lenet serve serves LeNet models; {type(model).__name__} has no network")
+    return copy.deepcopy(network).cpu().eval()
 
 
 def check_options(host: str, port: int, max_batch_size: int, batch_timeout: float, max_request_bytes: int) -> None:

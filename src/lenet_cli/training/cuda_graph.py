@@ -29,8 +29,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from lenet_cli._lightning import attached_trainer, ddp_comm_hook
 from lenet_cli.errors import LenetError
-from lenet_cli.lightning_internals import attached_trainer, ddp_comm_hook
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, ...]]
 

@@ -37,7 +37,7 @@ HARMLESS_WARNINGS = (
     (
         "lightning.pytorch.cli",
         "LightningCLI's args parameter is intended to run from within Python",
-        "lenet_cli.cli.main(args) is that use, from tests or a script",
+        "lenet_cli.cli.main.main(args) is that use, from tests or a script",
     ),
 )
 

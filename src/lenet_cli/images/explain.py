@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw, ImageFont
 
 from lenet_cli.atomic import replace_atomically
-from lenet_cli.images import Steps
+from lenet_cli.images.mnist_style import Steps
 
 PANEL_HEIGHT = 200  # pixels of every panel
 TITLE_HEIGHT = 22
@@ -23,7 +22,6 @@ DROPPED = (230, 80, 60)  # ink components that are not the digit
 FRAME = (170, 170, 170)
 
 
-@rank_zero_only  # every DDP rank reads the pictures; one draws them
 def write_all(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None]]) -> None:
     """``folder/NNNN-<name>.png`` for each input, NNNN its position (the index in predictions.csv)."""
     folder.mkdir(parents=True, exist_ok=True)

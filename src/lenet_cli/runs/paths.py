@@ -3,7 +3,7 @@
 Every run gets its own folder, ``runs/<name>/version_N/`` (``<name>`` from the config's logger), with
 ``config.yaml``, ``metrics.csv``, ``checkpoints/best.ckpt`` (lowest ``val/loss``) and
 ``checkpoints/last.ckpt``; reports, figures and predictions land beside them unless a callback's
-``output_dir`` says otherwise. ``--ckpt_path best|last`` names a checkpoint of that layout.
+``output_dir`` says otherwise. ``--ckpt_path best|last`` names a checkpoint of that layout (lenet_cli.runs.ckpt_path).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Any
 from lightning.pytorch import Trainer
 
 from lenet_cli.errors import LenetError
-
-CHECKPOINT_ALIASES = ("best", "last")
 
 # The always-present ModelCheckpoint ("--checkpoint.*"): best.ckpt and last.ckpt at stable paths.
 CHECKPOINT_DEFAULTS = {
@@ -56,17 +54,6 @@ def versions_newest_first(runs_folder: Path) -> list[Path]:
         return []
     versions = [(int(m.group(1)), p) for p in runs_folder.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
     return [path for _, path in sorted(versions, reverse=True)]
-
-
-def newest_checkpoint(alias: str, runs_folder: Path) -> Path:
-    """``checkpoints/{alias}.ckpt`` (``best`` or ``last``) of the newest run in ``runs_folder`` that has one."""
-    for folder in versions_newest_first(runs_folder):
-        candidate = folder / "checkpoints" / f"{alias}.ckpt"
-        if candidate.is_file():
-            return candidate
-    raise LenetError(
-        f"--ckpt_path {alias}: no run in {runs_folder} has checkpoints/{alias}.ckpt; train one with `lenet fit` first"
-    )
 
 
 def run_folder_of_checkpoint(checkpoint: str | Path) -> Path:

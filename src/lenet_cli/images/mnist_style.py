@@ -29,30 +29,17 @@ on the 2-core CPU here, and a 12-megapixel JPEG ~19 ms decode included (benchmar
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
-import torch
-from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image, ImageOps
 
-from lenet_cli.errors import LenetError, escaped, print_safely
-from lenet_cli.listing import list_files
+from lenet_cli.images.decode import WORK_SIZE, BadImage
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (rows and columns)
-MAX_LISTED = 10  # skipped files named one by one in a message; the rest are counted
-FORMATS = "PNG, JPEG, BMP, TIFF, GIF"
 
-WORK_SIZE = 512  # the working image's longer side, in pixels: a digit of a tenth of a photo is ~40 px there
 # The closing's window, as a fraction of the working image's shorter side: wider than the strokes of a
 # digit that fills the picture, narrower than the lighting changes. At least BACKGROUND_MIN_WINDOW px:
 # on an MNIST-sized image it spans the whole digit and the paper comes out flat, unchanged.
@@ -73,10 +60,6 @@ EDGE = 2  # pixels around the ink's mask that still belong to its strokes (anti-
 CROP_LEVEL = 0.2  # grey level (of 1) above which a pixel counts for the digit's bounding box
 
 
-class BadImage(LenetError):
-    """One file that cannot be used as a digit image; the message names the file."""
-
-
 @dataclass
 class Steps:
     """What the preprocessing of one picture saw, for ``--data.explain_dir`` (lenet_cli.explain).
@@ -91,134 +74,6 @@ class Steps:
     digit: np.ndarray  # uint8 (28, 28), light on dark
     threshold: float  # darkness (of 1) above which a pixel is ink
     inverted: bool  # the picture was light on dark, and was inverted first
-
-
-def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
-    """One picture (a file path or an open binary file) → uint8 (28, 28), light on dark, MNIST-style.
-
-    Raises BadImage naming ``name`` when it cannot be decoded or holds no digit.
-    """
-    return to_mnist(read_grayscale(source, name), name)
-
-
-def load_digits(
-    path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None
-) -> tuple[torch.Tensor, list[str]]:
-    """Digits of the image file, folder or glob ``path``: uint8 (N, 28, 28) light on dark, and sources.
-
-    A single file that cannot be used fails; from a folder or glob the good files are kept and the
-    bad ones listed in a warning, failing only when none is left. ``num_workers`` threads decode the
-    files (Pillow and OpenCV work without holding the GIL). With ``explain_dir``, each digit's steps
-    are drawn into ``explain_dir/NNNN-<name>.png`` (NNNN: its index in predictions.csv).
-    """
-    files, single = collect(str(path))
-    explain = explain_dir is not None
-
-    def attempt(file: Path) -> tuple[np.ndarray, Image.Image | None, Steps | None] | BadImage:
-        try:
-            if not explain:
-                return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
-            # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
-            steps = preprocess(read_grayscale(file, str(file)), str(file))
-            return steps.digit, read_image(file, str(file), colour=True), steps
-        except BadImage as error:
-            return error
-
-    # Pillow only warns for images between MAX_IMAGE_PIXELS and twice that; read_image refuses
-    # them itself, so the warning would be noise. Set here, in the calling thread, as filters are global.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        if num_workers > 0 and len(files) > 1:
-            with ThreadPoolExecutor(max_workers=num_workers) as pool:
-                results = list(pool.map(attempt, files))
-        else:
-            results = [attempt(file) for file in files]
-
-    failures = [result for result in results if isinstance(result, BadImage)]
-    if single and failures:
-        raise failures[0]
-    kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
-    if not kept:
-        raise LenetError(
-            f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
-        )
-    if failures:
-        listing = _listing(failures, "\n  ")
-        unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
-        _warn(f"warning: skipped {unreadable}:\n  {listing}")
-    if explain_dir is not None:
-        _explain(Path(explain_dir), [(file, image, steps) for file, (_, image, steps) in kept])
-    digits = np.stack([digit for _, (digit, _, _) in kept])
-    return torch.from_numpy(digits), [str(file) for file, _ in kept]
-
-
-def collect(path: str) -> tuple[list[Path], bool]:
-    """The files ``path`` names, in natural order (``2.png`` before ``10.png``), and whether it is one file.
-
-    Each real file once, symbolic link loops cut (:func:`lenet_cli.listing.list_files`); entries that
-    are not regular files (dangling links, FIFOs, devices) are named in a warning.
-    """
-    listing = list_files(path)
-    if listing.skipped:
-        lines = [f"{escaped(entry)}: {kind}" for entry, kind in listing.skipped[:MAX_LISTED]]
-        if len(listing.skipped) > MAX_LISTED:
-            lines.append(f"… and {len(listing.skipped) - MAX_LISTED} more")
-        _warn(
-            f"warning: skipped {len(listing.skipped)} entries of {escaped(path)} that are not regular files:\n  "
-            + "\n  ".join(lines)
-        )
-    return listing.files, listing.single
-
-
-def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Image.Image:
-    """The first frame of a picture, upright (EXIF orientation applied), at most ~2 × WORK_SIZE pixels.
-
-    JPEGs are decoded at a reduced scale (1/2, 1/4 or 1/8) that keeps at least 0.9 × WORK_SIZE pixels
-    on the longer side, and without ``colour`` as their luminance alone (a colour JPEG stores it apart:
-    ~10 % faster); other formats are decoded whole and then reduced.
-    """
-    try:
-        with Image.open(source) as image:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and image.width * image.height > limit:
-                raise BadImage(_too_large(name, image.width, image.height, limit))
-            image.seek(0)  # GIF, TIFF, APNG: the first frame
-            longer = max(image.size)
-            if image.format == "JPEG" and longer > WORK_SIZE:
-                # Pillow picks the largest DCT scaling that keeps the image at least this size.
-                wanted = 0.9 * WORK_SIZE / longer
-                image.draft(
-                    None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted)))
-                )
-            image.load()
-            # Broken EXIF data: the pixels as stored are still a picture.
-            with contextlib.suppress(Exception):
-                ImageOps.exif_transpose(image, in_place=True)
-            if max(image.size) > 2 * WORK_SIZE:
-                image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
-            return image  # loaded: usable after the file is closed
-    except BadImage:
-        raise
-    except Image.DecompressionBombError as error:
-        raise BadImage(
-            f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
-        ) from error
-    except Image.UnidentifiedImageError as error:
-        raise BadImage(f"{name}: not an image file that can be read ({FORMATS}, …)") from error
-    except PermissionError as error:
-        raise BadImage(f"{name}: cannot be read ({error.strerror or 'permission denied'})") from error
-    except FileNotFoundError as error:
-        raise BadImage(f"{name}: does not exist") from error
-    except IsADirectoryError as error:
-        raise BadImage(f"{name}: is a folder, not an image file") from error
-    except Exception as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadImage(f"{name}: corrupt or truncated image ({detail})") from error
-
-
-def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
-    """A picture's first frame as float32 (H, W) intensities, upright, transparency flattened, reduced."""
-    return _to_gray(read_image(source, name if name is not None else str(source)))
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
@@ -412,45 +267,3 @@ def render(
     field = np.zeros((FIELD, FIELD), dtype=np.float32)
     field[top : top + height, left : left + width] = digit
     return np.rint(field * 255).astype(np.uint8)
-
-
-def _to_gray(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I", "F") or image.mode.startswith("I;"):
-        return np.asarray(image, dtype=np.float32)  # 16/32-bit: the scale does not matter, see to_mnist
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if not has_alpha:
-        return np.asarray(image.convert("L"), dtype=np.float32)
-    gray_alpha = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32)
-    gray, alpha = gray_alpha[..., 0], gray_alpha[..., 1] / 255
-    if alpha.min() == 1:
-        return gray
-    # Strokes drawn on a transparent canvas: put them on a background that contrasts with them.
-    opaque_mean = float((gray * alpha).sum() / max(alpha.sum(), 1e-6))
-    background = 255.0 if opaque_mean < 128 else 0.0
-    return gray * alpha + background * (1 - alpha)
-
-
-def _explain(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None]]) -> None:
-    # Imported here: only --data.explain_dir draws.
-    from lenet_cli import explain  # noqa: PLC0415
-
-    explain.write_all(folder, inputs)
-
-
-def _too_large(path: str | Path, width: int, height: int, limit: int) -> str:
-    return (
-        f"{path}: {width}×{height} pixels is more than the {limit} that are decoded safely "
-        "(a possible decompression bomb); crop or resize it"
-    )
-
-
-def _listing(failures: Sequence[BadImage], separator: str) -> str:
-    lines = [escaped(failure) for failure in failures[:MAX_LISTED]]
-    if len(failures) > MAX_LISTED:
-        lines.append(f"… and {len(failures) - MAX_LISTED} more")
-    return separator.join(lines)
-
-
-@rank_zero_only
-def _warn(message: str) -> None:
-    print_safely(message)  # every DDP rank reads the files; one of them says so

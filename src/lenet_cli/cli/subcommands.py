@@ -17,8 +17,16 @@ from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
+from lenet_cli.runs.ckpt_path import help_text as ckpt_path_help
 
-def _evaluation(stage: Literal["validate", "test"], summary: str, without: str) -> Any:
+
+def _documented(method: Any) -> Any:
+    """Put the one ``--ckpt_path`` help text (``lenet_cli.runs.ckpt_path.help_text``) into the docstring."""
+    method.__doc__ = method.__doc__.replace("{ckpt_path}", ckpt_path_help(method.__name__))
+    return method
+
+
+def _evaluation(stage: Literal["validate", "test"], summary: str) -> Any:
     """``Trainer.validate`` or ``Trainer.test`` with lenet's help text (the two differ only in these)."""
 
     def evaluate(
@@ -38,15 +46,12 @@ def _evaluation(stage: Literal["validate", "test"], summary: str, without: str) 
         Args:
             model: The model to evaluate (``--model.*``).
             dataloaders: Unused: the images come from ``--data.*``.
-            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
-                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there), ``pretrained`` (the bundled model), ``untrained`` or a checkpoint file;
-                {without}.
+            ckpt_path: {{ckpt_path}}
             verbose: Print the table of metrics.
             datamodule: The images (``--data.*``).
             weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
         """
-    return evaluate
+    return _documented(evaluate)
 
 
 class LenetTrainer(Trainer):
@@ -63,6 +68,7 @@ class LenetTrainer(Trainer):
         default_root_dir: The run folder when --trainer.logger is false (default: the working folder).
     """
 
+    @_documented
     def fit(
         self,
         model: LightningModule,
@@ -79,9 +85,7 @@ class LenetTrainer(Trainer):
             train_dataloaders: Unused: the images come from ``--data.*``.
             val_dataloaders: Unused: the images come from ``--data.*``.
             datamodule: The images (``--data.*``).
-            ckpt_path: Continue from this checkpoint, in a new run folder: ``last`` (the last.ckpt of
-                the newest run in the config's runs folder, runs/<name>/), ``best`` (the best.ckpt
-                with the lowest val/loss there) or a checkpoint file.
+            ckpt_path: {ckpt_path}
             weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
         """
         super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
@@ -89,14 +93,13 @@ class LenetTrainer(Trainer):
     validate = _evaluation(
         "validate",
         "Evaluate a checkpoint on the validation images (val/loss, val/acc).",
-        "none: fails (validate must name the weights it reports on)",
     )
     test = _evaluation(
         "test",
         "Evaluate a checkpoint on the test images; the report callback adds report.json and figures.",
-        "none: the bundled model",
     )
 
+    @_documented
     def predict(
         self,
         model: LightningModule | None = None,
@@ -113,9 +116,7 @@ class LenetTrainer(Trainer):
             dataloaders: Unused: the images come from ``--data.*``.
             datamodule: The images (``--data.*``).
             return_predictions: Also keep the predictions in memory (for use from Python).
-            ckpt_path: The weights: ``best`` (the best.ckpt with the lowest val/loss among the runs
-                of the config's runs folder, runs/<name>/), ``last`` (the last.ckpt of the newest run
-                there) or a checkpoint file.
+            ckpt_path: {ckpt_path}
             weights_only: Always true: lenet loads only tensors and plain values from a checkpoint.
         """
         return super().predict(model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only)
@@ -133,10 +134,11 @@ class LenetTrainer(Trainer):
             datamodule: Unused.
             folder: A folder of runs (runs/, runs/mnist/) or one run folder.
         """
-        from lenet_cli import run_index  # noqa: PLC0415 - only this subcommand lists runs
+        from lenet_cli.runs import listing  # noqa: PLC0415 - only this subcommand lists runs
 
-        run_index.print_runs([folder])
+        listing.print_runs([folder])
 
+    @_documented
     def export(
         self,
         model: LightningModule,
@@ -152,7 +154,7 @@ class LenetTrainer(Trainer):
             model: The LeNet to export (its weights come from ``ckpt_path``).
             datamodule: Its ``input_mode`` is the preprocessing recorded in the file (and included with
                 ``with_preprocessing``).
-            ckpt_path: ``best``, ``last``, ``pretrained`` or a checkpoint file.
+            ckpt_path: {ckpt_path}
             format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export.save``).
             output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the working folder.
             with_preprocessing: Export a model that takes uint8 (N, 28, 28) digits and resizes and
@@ -170,6 +172,7 @@ class LenetTrainer(Trainer):
             with_preprocessing=with_preprocessing,
         )
 
+    @_documented
     def serve(
         self,
         model: LightningModule,
@@ -186,17 +189,17 @@ class LenetTrainer(Trainer):
         Args:
             model: The LeNet to serve (its weights come from ``ckpt_path``).
             datamodule: Gives ``--data.input_mode``, the 28→32 step that ``lenet predict`` applies too.
-            ckpt_path: ``best``, ``last``, ``pretrained`` or a checkpoint file.
+            ckpt_path: {ckpt_path}
             host: Address to listen on: ``127.0.0.1`` (this machine only), ``0.0.0.0`` or ``::`` (all).
             port: TCP port to listen on.
             max_batch_size: Most requests LitServe batches into one forward pass (1: no batching,
-                ~25 % less throughput on a 2-core CPU; 8 under 16 clients, ~25 % less too: docs/serve.md).
+                ~25 % less throughput on a 2-core CPU; 8 under 16 clients, ~25 % less too: docs/run.md).
             batch_timeout: Seconds LitServe waits to fill a batch (what a lone request waits more).
             max_request_bytes: Largest request body accepted; larger ones get a 413.
         """
-        from lenet_cli import serve  # noqa: PLC0415 - only this subcommand needs LitServe
+        from lenet_cli.serving import run  # noqa: PLC0415 - only this subcommand needs LitServe
 
-        serve.run(
+        run.run(
             self,
             model,
             datamodule,

@@ -8,7 +8,7 @@ import re
 import torch.distributed
 from lightning.pytorch import Trainer
 
-from lenet_cli.lightning_internals import thin_sigterm_broadcast
+from lenet_cli._lightning import thin_sigterm_broadcast
 
 SIGTERM_CHECK_EVERY_N_STEPS = 50
 

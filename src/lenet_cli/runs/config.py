@@ -10,7 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from lenet_cli import atomic
 from lenet_cli.errors import LenetError
-from lenet_cli.paths import run_folder_of_checkpoint
+from lenet_cli.runs.paths import run_folder_of_checkpoint
 
 
 class SaveRunConfig(SaveConfigCallback):

@@ -13,10 +13,20 @@ import fnmatch
 import os
 import re
 import stat
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from lenet_cli.errors import LenetError, escaped
+import numpy as np
+from PIL import Image
+
+from lenet_cli.errors import LenetError, escaped, print_safely
+from lenet_cli.images.decode import BadImage, read_grayscale, read_image
+from lenet_cli.images.explain import write_all as draw_steps
+from lenet_cli.images.mnist_style import Steps, preprocess, to_mnist
 
 MAGIC = re.compile(r"[*?[]")
 
@@ -179,3 +189,101 @@ def _skipped_note(listing: Listing) -> str:
     shown = ", ".join(f"{escaped(entry)} ({kind})" for entry, kind in listing.skipped[:3])
     more = f" and {len(listing.skipped) - 3} more" if len(listing.skipped) > 3 else ""
     return f" (only entries that are not regular files: {shown}{more})"
+
+
+MAX_LISTED = 10  # skipped files named one by one in a message; the rest are counted
+
+
+def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
+    """One picture (a file path or an open binary file) → uint8 (28, 28), light on dark, MNIST-style.
+
+    Raises BadImage naming ``name`` when it cannot be decoded or holds no digit.
+    """
+    return to_mnist(read_grayscale(source, name), name)
+
+
+def load_digits(
+    path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Digits of the image file, folder or glob ``path``: uint8 (N, 28, 28) light on dark, and sources.
+
+    A single file that cannot be used fails; from a folder or glob the good files are kept and the
+    bad ones listed in a warning, failing only when none is left. ``num_workers`` threads decode the
+    files (Pillow and OpenCV work without holding the GIL). With ``explain_dir``, each digit's steps
+    are drawn into ``explain_dir/NNNN-<name>.png`` (NNNN: its index in predictions.csv).
+    """
+    files, single = collect(str(path))
+    explain = explain_dir is not None
+
+    def attempt(file: Path) -> tuple[np.ndarray, Image.Image | None, Steps | None] | BadImage:
+        try:
+            if not explain:
+                return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
+            # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
+            steps = preprocess(read_grayscale(file, str(file)), str(file))
+            return steps.digit, read_image(file, str(file), colour=True), steps
+        except BadImage as error:
+            return error
+
+    # Pillow only warns for images between MAX_IMAGE_PIXELS and twice that; read_image refuses
+    # them itself, so the warning would be noise. Set here, in the calling thread, as filters are global.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if num_workers > 0 and len(files) > 1:
+            with ThreadPoolExecutor(max_workers=num_workers) as pool:
+                results = list(pool.map(attempt, files))
+        else:
+            results = [attempt(file) for file in files]
+
+    failures = [result for result in results if isinstance(result, BadImage)]
+    if single and failures:
+        raise failures[0]
+    kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
+    if not kept:
+        raise LenetError(
+            f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
+        )
+    if failures:
+        listing = _listing(failures, "\n  ")
+        unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
+        _warn(f"warning: skipped {unreadable}:\n  {listing}")
+    if explain_dir is not None and _rank_zero():  # one rank draws
+        draw_steps(Path(explain_dir), [(file, image, steps) for file, (_, image, steps) in kept])
+    digits = np.stack([digit for _, (digit, _, _) in kept])
+    return digits, [str(file) for file, _ in kept]
+
+
+def collect(path: str) -> tuple[list[Path], bool]:
+    """The files ``path`` names, in natural order (``2.png`` before ``10.png``), and whether it is one file.
+
+    Each real file once, symbolic link loops cut (:func:`lenet_cli.listing.list_files`); entries that
+    are not regular files (dangling links, FIFOs, devices) are named in a warning.
+    """
+    listing = list_files(path)
+    if listing.skipped:
+        lines = [f"{escaped(entry)}: {kind}" for entry, kind in listing.skipped[:MAX_LISTED]]
+        if len(listing.skipped) > MAX_LISTED:
+            lines.append(f"… and {len(listing.skipped) - MAX_LISTED} more")
+        _warn(
+            f"warning: skipped {len(listing.skipped)} entries of {escaped(path)} that are not regular files:\n  "
+            + "\n  ".join(lines)
+        )
+    return listing.files, listing.single
+
+
+def _listing(failures: Sequence[BadImage], separator: str) -> str:
+    lines = [escaped(failure) for failure in failures[:MAX_LISTED]]
+    if len(failures) > MAX_LISTED:
+        lines.append(f"… and {len(failures) - MAX_LISTED} more")
+    return separator.join(lines)
+
+
+def _warn(message: str) -> None:
+    if _rank_zero():  # every DDP rank reads the files; one of them says so
+        print_safely(message)
+
+
+def _rank_zero() -> bool:
+    """Whether this is the first process of a distributed run (or the only one): Lightning's launchers and
+    torchrun set these variables (lightning's ``rank_zero_only`` reads the same), without importing Lightning."""
+    return all(os.environ.get(variable, "0") == "0" for variable in ("RANK", "LOCAL_RANK", "NODE_RANK"))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,20 +13,23 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli import checkpoints, console, distributed, help, paths, pretrained, resume, run_index
-from lenet_cli.curves import TrainingCurves
-from lenet_cli.data import MNISTDataModule
-from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, LenetError, describe, escaped, print_safely
-from lenet_cli.lightning_internals import apply_checkpoint_hyperparameters, subcommand_parsers
-from lenet_cli.model import LeNet
-from lenet_cli.preflight import check_config_sources, check_fresh_run, preflight
-from lenet_cli.report import EvaluationReport
-from lenet_cli.run_config import SaveRunConfig
-from lenet_cli.sample_images import SampleImages
-from lenet_cli.trainer import LenetTrainer
-from lenet_cli.writers import PredictionWriter
+from lenet_cli._lightning import apply_checkpoint_hyperparameters, subcommand_parsers
+from lenet_cli.checkpoints import load, save
+from lenet_cli.cli import console, help
+from lenet_cli.cli.preflight import check_config_sources, check_fresh_run, preflight
+from lenet_cli.cli.subcommands import LenetTrainer
+from lenet_cli.data.mnist import MNISTDataModule
+from lenet_cli.errors import LenetError, escaped
+from lenet_cli.outputs.curves import TrainingCurves
+from lenet_cli.outputs.predictions import PredictionWriter
+from lenet_cli.outputs.report import EvaluationReport
+from lenet_cli.outputs.samples import SampleImages
+from lenet_cli.runs import paths, record, resume
+from lenet_cli.runs.ckpt_path import resolve as resolve_ckpt_path
+from lenet_cli.runs.config import SaveRunConfig
+from lenet_cli.training import distributed
+from lenet_cli.training.module import LeNet
 
 TRAINER_DEFAULTS = {
     "max_epochs": 10,  # Lightning's own default (1000) is far past where LeNet stops improving
@@ -147,25 +148,15 @@ class LenetCLI(LightningCLI):
         if "weights_only" in config:  # Lightning's subcommands; lenet's own (export, serve) load weights-only anyway
             config["weights_only"] = True
         preflight(config)
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path in paths.CHECKPOINT_ALIASES:
+        if "ckpt_path" in config:
             runs_folder = paths.config_runs_folder(config)
-            if ckpt_path == "best":
-                resolved, why = run_index.best_checkpoint(runs_folder)
-            else:
-                resolved, why = paths.newest_checkpoint(ckpt_path, runs_folder), f"the newest run in {runs_folder}"
-            self.checkpoint_note = f"--ckpt_path {ckpt_path}: using {resolved} ({why})"
-            if subcommand not in RUN_SUBCOMMANDS:  # no start line of its own: say it now
-                rank_zero_only(console.say)(self.checkpoint_note)
-            config["ckpt_path"] = str(resolved)
-        elif "ckpt_path" in config:  # pretrained, untrained, or none given (lenet_cli/pretrained.py)
-            config["ckpt_path"], self.checkpoint_note = pretrained.resolve_option(subcommand, ckpt_path)
-            if self.checkpoint_note and subcommand not in RUN_SUBCOMMANDS:
+            config["ckpt_path"], self.checkpoint_note = resolve_ckpt_path(subcommand, config["ckpt_path"], runs_folder)
+            if self.checkpoint_note and subcommand not in RUN_SUBCOMMANDS:  # no start line of its own: say it now
                 rank_zero_only(console.say)(self.checkpoint_note)
         if config.get("ckpt_path"):
             # The one read of the file: fails in one line before Lightning touches it, then serves
             # the hyperparameters (_parse_ckpt_path), check_fits and the trainer's restore.
-            self.checked_checkpoint = checkpoints.load(config["ckpt_path"])
+            self.checked_checkpoint = load.load(config["ckpt_path"])
             if subcommand == "fit":
                 defaults = subcommand_parsers(self)[subcommand].get_defaults()
                 resume.refuse_changed_options(self.checked_checkpoint, config, defaults, config["ckpt_path"])
@@ -197,11 +188,11 @@ class LenetCLI(LightningCLI):
         if self.checked_checkpoint is not None:
             config = self.config[self.subcommand]
             ckpt_path = config["ckpt_path"]
-            checkpoints.check_fits(self.checked_checkpoint, self.model, ckpt_path)
+            load.check_fits(self.checked_checkpoint, self.model, ckpt_path)
             if self.subcommand == "fit":
                 resume.check_resumable(self.checked_checkpoint, self.model, config, ckpt_path)
             preloaded, self.checked_checkpoint = (ckpt_path, self.checked_checkpoint), None
-        checkpoints.use_atomic_saves(self.trainer, preloaded)
+        save.use_atomic_saves(self.trainer, preloaded)
         distributed.throttle_sigterm_broadcast(self.trainer)
         subcommand = self.subcommand
         if subcommand in RUN_SUBCOMMANDS:
@@ -233,10 +224,10 @@ class LenetCLI(LightningCLI):
         throttled = (TQDMProgressBar if type(bar) is TQDMProgressBar else RichProgressBar)(PROGRESS_BAR_REFRESH_RATE)
         self.trainer.callbacks[self.trainer.callbacks.index(bar)] = throttled
 
-    def _run_record(self, subcommand: str) -> run_index.RunRecord:
+    def _run_record(self, subcommand: str) -> record.RunRecord:
         config = self.config[subcommand]
         configs = [str(path) for key in (self.config.get("config"), config.get("config")) for path in key or []]
-        record = {
+        started = {
             "subcommand": subcommand,
             "command": shlex.join(["lenet", *self.command_words]) if self.command_words is not None else None,
             "configs": configs,
@@ -245,7 +236,7 @@ class LenetCLI(LightningCLI):
         # The folder this command will write, fixed now (the logger picks its version_N on first use);
         # a folder that already exists (--trainer.logger false, a given version) is not this run's own.
         folder = planned_run_folder(self.trainer) if rank_zero_only.rank == 0 else None
-        return run_index.RunRecord(record, folder if folder is not None and not folder.exists() else None)
+        return record.RunRecord(started, folder if folder is not None and not folder.exists() else None)
 
     def _announce(self) -> None:
         """lenet's start line: the run folder, the checkpoint and the device (rank 0, before any work)."""
@@ -297,46 +288,3 @@ def _is_progress_bar(class_path: str) -> bool:
     return isinstance(cls := getattr(importlib.import_module(module), name, None), type) and issubclass(
         cls, ProgressBar
     )
-
-
-def main(args: ArgsType = None) -> None:
-    """``lenet``: parse ``args`` (default: the command line), run the subcommand, word user errors in one line."""
-    words = command_words(args) or []
-    try:
-        if words[:1] == ["runs"]:  # lists folders: no parser, model, data or trainer to build
-            run_index.main(words[1:])
-            return
-        with console.quiet():
-            LenetCLI(args=args)
-    except SIGTERMException as stop:  # Ctrl-C or SIGTERM stopped fit; resume.StopOnSignal printed how to resume
-        sys.exit(resume.exit_status(stop))
-    except resume.StoppedAtOnce:  # a second Ctrl-C
-        sys.exit(130)
-    except RuntimeError as error:  # a dead rank of a distributed run, or a bug (which keeps its traceback)
-        if os.environ.get(DEBUG_VARIABLE) or (line := distributed.peer_failure(error)) is None:
-            raise
-        print_safely(f"error: {escaped(line)}")
-        sys.exit(2)
-    except (KeyboardInterrupt, *USER_ERRORS) as error:
-        if os.environ.get(DEBUG_VARIABLE):
-            raise
-        if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own
-            print_safely("interrupted")
-            sys.exit(130)
-        subcommand = next((word for word in words if word in LenetCLI.subcommands()), None)
-        print_safely(f"error: {describe(error, subcommand)}")
-        sys.exit(2)
-    finally:
-        if args is None:  # the command line's process, about to exit (not a call from Python)
-            exit_quickly()
-
-
-def exit_quickly() -> None:
-    """Spare the process the garbage collection that Python's exit runs over every object still alive.
-
-    For what torch and Lightning import that collection takes ~2 s on a 2-core CPU (a bare
-    ``import torch, lightning.pytorch`` pays it too); all of those objects live until the exit anyway.
-    ``gc.freeze`` moves them out of the collector's sight (public since Python 3.7): the exit then takes
-    ~0.3 s. atexit handlers still run, and everything not in a reference cycle is freed as before.
-    """
-    gc.freeze()

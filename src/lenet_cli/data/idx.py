@@ -48,7 +48,7 @@ _UBYTE = 0x08
 
 def bundled_dir() -> Path:
     """The folder inside the installed package that holds the verified MNIST copy."""
-    return Path(str(resources.files("lenet_cli") / "datasets" / "mnist"))
+    return Path(str(resources.files("lenet_cli.data") / "datasets" / "mnist"))
 
 
 # The largest IDX array lenet reads (EMNIST's biggest split is ~550 MB): a header that claims more, or a

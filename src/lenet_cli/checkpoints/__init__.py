@@ -1,0 +1,1 @@
+"""Saving and loading checkpoints safely, and the model bundled with lenet-cli."""

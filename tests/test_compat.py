@@ -1,0 +1,55 @@
+"""What users of lenet-cli 0.2 have keeps working for one release: its class paths in configs and its checkpoints."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenet_cli.checkpoints import load, pretrained
+from lenet_cli.cli.main import main
+from lenet_cli.training.module import LeNet
+from lenet_cli.training.network import LeNet5, network_weights
+from tests.helpers import CPU
+
+OLD_PATHS = [
+    ("lenet_cli.curves", "TrainingCurves", "lenet_cli.outputs.curves"),
+    ("lenet_cli.report", "EvaluationReport", "lenet_cli.outputs.report"),
+    ("lenet_cli.model", "LeNet", "lenet_cli.training.module"),
+    ("lenet_cli.data", "MNISTDataModule", "lenet_cli.data.mnist"),
+]
+
+
+@pytest.mark.parametrize(("old", "name", "new"), OLD_PATHS, ids=[old for old, _, _ in OLD_PATHS])
+def test_old_class_paths_name_the_same_classes_with_a_deprecation_warning(old: str, name: str, new: str) -> None:
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=r"since 0\.3"):
+        importlib.reload(module) if old != "lenet_cli.data" else getattr(module, name)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
+def test_a_config_with_the_old_class_paths_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: lenet_cli.report.EvaluationReport\n"
+        "      init_args:\n        output_dir: report\n"
+    )
+    main(["test", "--config", "old.yaml", *CPU, "--ckpt_path", "pretrained", "--trainer.limit_test_batches=2"])
+    assert (tmp_path / "report" / "report.json").is_file()
+
+
+def test_a_0_2_checkpoint_loads_into_the_0_3_module_and_network() -> None:
+    # The bundled model was written by 0.2: its weights are named features.* / classifier.* on the module.
+    raw = torch.load(pretrained.path(), map_location="cpu", weights_only=True)
+    assert any(key.startswith("features.0.") for key in raw["state_dict"])
+    checkpoint = load.load(pretrained.path())  # upgraded on load
+    model = LeNet()
+    model.load_state_dict(checkpoint["state_dict"])
+    network = LeNet5()
+    network.load_state_dict(network_weights(raw["state_dict"]))
+    images = torch.randn(4, 1, 32, 32)
+    assert torch.equal(model(images), network(images))
