@@ -68,15 +68,15 @@ def lenet_commit() -> str | None:
 
 
 def header(device: str, runs: int, packages: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The record's header: ``device`` is ``"cpu"`` or ``"cuda"``; ``runs`` how many times each
-    measurement was repeated; ``packages`` more versions to note (litserve, onnxruntime, ...)."""
+    """The record's header, also printed: ``device`` is ``"cpu"`` or ``"cuda"``; ``runs`` how many times
+    each measurement was repeated; ``packages`` more versions to note (litserve, onnxruntime, ...)."""
     machine = f"{cpu_model()}, {os.cpu_count()} logical CPUs"
     if device == "cuda":
         import torch
 
         count = torch.cuda.device_count()
         machine = f"{count} × {torch.cuda.get_device_name(0)}; {machine}"
-    return {
+    record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "device": device,
@@ -87,10 +87,8 @@ def header(device: str, runs: int, packages: tuple[str, ...] = ()) -> dict[str, 
         "runs": runs,
         "other_cpu_share": busy_share(),
     }
-
-
-def print_header(record: dict[str, Any]) -> None:
     print(" | ".join(f"{key}: {value}" for key, value in record.items()), flush=True)
+    return record
 
 
 def write_results(name: str, record: dict[str, Any], results: Any, out: Path | None) -> Path:
@@ -112,16 +110,6 @@ def clock(device: Any = None) -> float:
 
         torch.cuda.synchronize(device)
     return time.perf_counter()
-
-
-def call_seconds(function: Callable[[], object], calls: int, device: Any = None) -> list[float]:
-    """Seconds of each of ``calls`` calls of ``function``, each timed on its own (device-synchronised)."""
-    times = []
-    for _ in range(calls):
-        start = clock(device)
-        function()
-        times.append(clock(device) - start)
-    return times
 
 
 def cpu_counters() -> tuple[float, int, int] | None:
@@ -252,16 +240,10 @@ def wrapped_methods(
             setattr(cls, name, original)
 
 
-class Stopwatch:
-    """A context manager whose ``seconds`` is the device-synchronised wall time of its block."""
-
-    def __init__(self, device: Any = None) -> None:
-        self.device = device
-        self.seconds = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        self.start = clock(self.device)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = clock(self.device) - self.start
+@contextlib.contextmanager
+def stopwatch(device: Any = None) -> Iterator[list[float]]:
+    """Yields a list that holds the block's device-synchronised wall seconds once the block has ended."""
+    seconds: list[float] = []
+    start = clock(device)
+    yield seconds
+    seconds.append(clock(device) - start)

@@ -8,7 +8,6 @@
         --variant "plain=--config configs/robust.yaml --data.augment=false" --seeds 3
     python benchmarks/training.py fit --config configs/mnist_fast.yaml        # lenet fit ARGS, FitTimer's numbers
     python benchmarks/training.py profile --steps 200:230 -- --config configs/ddp.yaml --trainer.devices=2
-    python benchmarks/training.py syncs -- --config configs/mnist.yaml        # CUDA: host syncs by call site
     python benchmarks/training.py ddp --devices 2 --epochs 10 --batch-sizes 512 --repeats 2
 
 ``speed`` runs, in one process on one copy of MNIST:
@@ -31,8 +30,7 @@ start to the last one's end; "train" the training batches of every epoch but the
 warm-up, the CUDA graph's capture), so "train images/s" is throughput; on a GPU every step timed by
 CUDA events: ``step_ms_median`` is a steady step. ``profile``: torch.profiler over global steps
 FIRST:LAST of a ``lenet fit`` in a new process (DDP's launcher starts the other ranks); each rank
-writes ``rank{N}.txt`` (host ms a step, operators by CPU time). ``syncs``: every host-device sync of
-one epoch by the lines that caused it (any per-step sync costs more than LeNet's whole GPU step).
+writes ``rank{N}.txt`` (host ms a step, operators by CPU time).
 ``ddp``: ``lenet fit --config configs/ddp.yaml`` on N devices vs 1 at the same per-device batch,
 each in its own process tree, time-boxed.
 """
@@ -45,17 +43,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: `benchmarks.common` importable
 
 import argparse
-import collections
-import contextlib
 import gzip
 import inspect
 import json
 import statistics
 import tempfile
 import time
-import traceback
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,15 +60,14 @@ from torch import Tensor
 
 from benchmarks.common import (
     ROOT,
-    Stopwatch,
     clock,
     cpu_counters,
     header,
     lenet,
     other_cpu_share,
-    print_header,
     quiet_lightning,
     run_boxed,
+    stopwatch,
     working_directory,
     wrapped_methods,
     write_results,
@@ -224,14 +216,14 @@ def run_lenet(key: str, args: list[str], seed: int, device: torch.device, workdi
     """``lenet fit ARGS`` in ``workdir``; test accuracy of its best checkpoint if it saved one."""
     data_hooks = ("prepare_data", "setup", "train_dataloader", "val_dataloader")  # where lenet decodes MNIST
     with (
-        wrapped_methods(Trainer, ("fit",), lambda: Stopwatch(device)) as fits,
-        wrapped_methods(MNISTDataModule, data_hooks, lambda: Stopwatch(device)) as data_calls,
+        wrapped_methods(Trainer, ("fit",), lambda: stopwatch(device)) as fits,
+        wrapped_methods(MNISTDataModule, data_hooks, lambda: stopwatch(device)) as data_calls,
     ):
         counters = cpu_counters()
         lenet(args, workdir)
         other_cpu = other_cpu_share(counters, cpu_counters())
     ((trainer, fit_watch),) = fits
-    data_seconds = sum(watch.seconds for _, watch in data_calls)  # the decode runs inside trainer.fit
+    data_seconds = sum(watch[0] for _, watch in data_calls)  # the decode runs inside trainer.fit
     datamodule = trainer.datamodule
     best = (
         trainer.checkpoint_callback.best_model_path if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else ""
@@ -242,7 +234,7 @@ def run_lenet(key: str, args: list[str], seed: int, device: torch.device, workdi
         )
     batch_size = datamodule.hparams.batch_size
     return Run(key, seed, batch_size, trainer.current_epoch, trainer.global_step * batch_size,
-               fit_watch.seconds - data_seconds, data_seconds, float(metrics["test/acc"]), other_cpu)  # fmt: skip
+               fit_watch[0] - data_seconds, data_seconds, float(metrics["test/acc"]), other_cpu)  # fmt: skip
 
 
 def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
@@ -274,7 +266,6 @@ def speed(options: argparse.Namespace) -> None:
     warm = torch.randn(64, 64, device=device)  # one-time device start-up before any timed run
     (warm @ warm).sum().item()
     record = header(device.type, options.seeds, ("torchvision",))
-    print_header(record)
     keys = options.which + list(options.variant)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="lenet-speed-") as scratch:
@@ -400,7 +391,6 @@ def timer_args(output: Path) -> list[str]:
 def fit(options: argparse.Namespace) -> None:
     device = "cuda" if torch.cuda.is_available() and "--trainer.accelerator=cpu" not in options.lenet_args else "cpu"
     record = header(device, 1)
-    print_header(record)
     with tempfile.TemporaryDirectory(prefix="lenet-fit-") as scratch:
         output = Path(scratch) / "fit_timer.json"
         lenet(["fit", *absolute_configs(options.lenet_args), *QUIET, *timer_args(output)], Path(scratch))
@@ -411,7 +401,6 @@ def fit(options: argparse.Namespace) -> None:
 
 def ddp(options: argparse.Namespace) -> None:
     record = header("cuda" if options.accelerator == "gpu" else "cpu", options.repeats)
-    print_header(record)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lenet-ddp-") as scratch:
         for batch_size in [int(size) for size in options.batch_sizes.split(",")] * options.repeats:
@@ -446,7 +435,7 @@ def ddp(options: argparse.Namespace) -> None:
     write_results(f"training-ddp-{options.devices}x{options.accelerator}", record, results, options.out)
 
 
-# --- profile and syncs ------------------------------------------------------------------------------------
+# --- profile ------------------------------------------------------------------------------------------
 
 
 class StepProfiler(Callback):
@@ -488,7 +477,7 @@ class StepProfiler(Callback):
 
 
 def profile(options: argparse.Namespace) -> None:
-    print_header(header("cuda" if torch.cuda.is_available() else "cpu", 1))
+    header("cuda" if torch.cuda.is_available() else "cpu", 1)
     first, _, last = options.steps.partition(":")
     command = [
         sys.executable, "-m", "lenet_cli", "fit", *absolute_configs(options.lenet_args), *QUIET,
@@ -502,36 +491,6 @@ def profile(options: argparse.Namespace) -> None:
         print(f"{table}: {table.read_text().splitlines()[0]}")
 
 
-def syncs(options: argparse.Namespace) -> None:
-    if not torch.cuda.is_available():
-        raise SystemExit("syncs: needs a CUDA device (a CPU has no host-device syncs to find)")
-    print_header(header("cuda", 1))
-    found: collections.Counter[str] = collections.Counter()
-
-    def record(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        if "synchroniz" in str(message):
-            stack = [frame for frame in traceback.extract_stack()[:-2]
-                     if "/torch/" not in frame.filename or "lightning" in frame.filename]  # fmt: skip
-            found[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in stack[-4:])] += 1
-
-    @contextlib.contextmanager
-    def sync_debug() -> Iterator[None]:
-        with warnings.catch_warnings():  # restores showwarning and the filters afterwards
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                yield
-            finally:
-                torch.cuda.set_sync_debug_mode(0)
-
-    with tempfile.TemporaryDirectory() as scratch, wrapped_methods(Trainer, ("fit",), sync_debug):
-        lenet(["fit", *absolute_configs(options.lenet_args), "--trainer.max_epochs=1", *QUIET], Path(scratch))
-    print("host syncs during one epoch (count: where):")
-    for where, count in found.most_common(25):
-        print(f"  {count:5d}: {where}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -539,20 +498,16 @@ def main(argv: list[str] | None = None) -> None:
     modes = parser.add_subparsers(dest="mode", required=True)
     mode = modes.add_parser("speed", help="(a) tutorial, (b) plain loop, (c) lenet fit and variants side by side")
     mode.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    mode.add_argument(
-        "--which", default=None, help="comma-separated subset of a,b,c (default: a,b,c; none with --variant)"
-    )
+    mode.add_argument("--which", help="a comma-separated subset of a,b,c (default: all; none with --variant)")
     mode.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS", help="also time `lenet fit ARGS`")
     mode.add_argument("--batch-size", type=int, default=64, help="batch size of (a), (b), (c)")
     mode.add_argument("--epochs", type=int, default=1, help="epochs of (a), (b), (c)")
     mode.add_argument("--lr", type=float, default=DEFAULT_LR, help="learning rate of (a), (b), (c)")
     mode.add_argument("--seeds", type=int, default=1, help="repeat each run with seeds 0..N-1; report means")
     mode.add_argument("--limit-train-batches", type=int, default=None, help="train steps per epoch (smoke runs)")
-    mode.add_argument(
-        "--graph", default="", help="comma-separated subset of b,c that replay their step from a CUDA graph"
-    )
+    mode.add_argument("--graph", default="", help="the subset of b,c that replay their step from a CUDA graph")
     mode.add_argument("--plain-channels-last", action="store_true", help="(b) in NHWC format, as lenet on a CPU")
-    mode = modes.add_parser("fit", help="one lenet fit timed by FitTimer (LENET_FIT_ARGS after --)")
+    modes.add_parser("fit", help="one lenet fit timed by FitTimer (LENET_FIT_ARGS after --)")
     mode = modes.add_parser("ddp", help="lenet fit --config configs/ddp.yaml on N devices vs 1")
     mode.add_argument("--devices", type=int, default=2)
     mode.add_argument("--accelerator", default="gpu", help="gpu, or cpu for a smoke run on gloo")
@@ -565,17 +520,14 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--steps", default="200:230", help="FIRST:LAST global steps to profile")
     mode.add_argument("--out-dir", type=Path, default=Path("profile"), help="folder of rank{N}.txt and fit.log")
     mode.add_argument("--limit", type=float, default=300, help="seconds the fit may take before it is killed")
-    modes.add_parser("syncs", help="host syncs of one epoch by call site (CUDA; LENET_FIT_ARGS after --)")
     for name, mode in modes.choices.items():
         mode.allow_abbrev = False
         if name != "profile":
-            mode.add_argument(
-                "--out", type=Path, help="the results file (default: benchmarks/results/training-MODE-...)"
-            )
+            mode.add_argument("--out", type=Path, help="the results file (default: in benchmarks/results/)")
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     options, unknown = parser.parse_known_args(argv[:split])
-    options.lenet_args = unknown + argv[split + 1 :]  # fit, profile, syncs: the lenet fit arguments
+    options.lenet_args = unknown + argv[split + 1 :]  # fit, profile: the lenet fit arguments
     if options.lenet_args and options.mode in ("speed", "ddp"):
         parser.error(f"unrecognized arguments: {' '.join(options.lenet_args)}")
     if options.mode == "speed":
@@ -590,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         if options.device == "cuda" and not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA device is visible to torch")
     quiet_lightning()
-    {"speed": speed, "fit": fit, "ddp": ddp, "profile": profile, "syncs": syncs}[options.mode](options)
+    {"speed": speed, "fit": fit, "ddp": ddp, "profile": profile}[options.mode](options)
 
 
 if __name__ == "__main__":
