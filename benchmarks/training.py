@@ -411,7 +411,7 @@ def ddp(options: argparse.Namespace) -> None:
                     sys.executable, "-m", "lenet_cli", "fit", "--config", str(ROOT / "configs" / "ddp.yaml"),
                     f"--trainer.accelerator={options.accelerator}", f"--trainer.devices={devices}",
                     *([] if devices > 1 else ["--trainer.strategy=auto"]), f"--data.batch_size={batch_size}",
-                    f"--trainer.max_epochs={options.epochs}", "--seed_everything=0", *QUIET,
+                    f"--trainer.max_epochs={options.epochs}", f"--model.lr={options.lr}", "--seed_everything=0", *QUIET,
                     f"--trainer.logger.init_args.save_dir={Path(scratch) / 'runs'}", *options.extra.split(),
                     *timer_args(output),
                 ]  # fmt: skip
@@ -514,6 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--batch-sizes", default="512", help="per-device batch sizes, comma-separated")
     mode.add_argument("--epochs", type=int, default=10)
     mode.add_argument("--repeats", type=int, default=1, help="run each pair (1 device, N) this many times")
+    mode.add_argument("--lr", type=float, default=0.005, help="--model.lr of every fit (the one-cycle peak)")
     mode.add_argument("--extra", default="", help="more lenet fit arguments, e.g. --model.cuda_graph=false")
     mode.add_argument("--limit", type=float, default=300, help="seconds one fit may take before it is killed")
     mode = modes.add_parser("profile", help="torch.profiler over chosen steps of a lenet fit, a table per rank")
