@@ -7,16 +7,18 @@ A plain module (``from tests.helpers import ...``); the fixtures are in ``confte
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import signal
+import stat
 import struct
 import subprocess
 import sys
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
+from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE
 from lenet_cli.outputs.predictions import COLUMNS
@@ -78,6 +81,9 @@ def lenet_subprocess(
     )
 
 
+# --- One-line errors: the contract every user mistake keeps -------------------------------------------
+
+
 def error_line(stderr: str) -> str:
     """The one ``error:`` line ``main()`` printed, checked to be the only one and the last, with no traceback.
 
@@ -87,6 +93,66 @@ def error_line(stderr: str) -> str:
     assert "Traceback" not in stderr and len(errors) == 1, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == errors[0], stderr[-2000:]
     return errors[0]
+
+
+def assert_user_error(status: object, stderr: str, message: str) -> str:
+    """A command that ended with exit ``status`` and ``stderr`` failed as a user mistake: status 2 and one
+    ``error:`` line, the last, holding ``message``, no traceback. Returns the line.
+
+    For a ``lenet`` of another process (its return code) as well as ``main()`` here (``SystemExit.code``).
+    """
+    line = error_line(stderr)
+    assert status == 2, f"exit status {status}: {line}"
+    assert message in line, line
+    return line
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """What is below ``folder``, by relative path: the sha256 of each regular file, ``"folder"``, or the kind
+    of a special entry (a FIFO, a link). Special files are never opened (a FIFO would block); a file that
+    cannot be read (no read permission) is described by its size and modification time instead."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            kind = "folder"
+        elif not stat.S_ISREG(mode):
+            kind = f"special {stat.S_IFMT(mode):o}"
+        else:
+            try:
+                kind = hashlib.sha256(path.read_bytes()).hexdigest()
+            except PermissionError:
+                kind = f"unreadable, {path.stat().st_size} bytes, modified {path.stat().st_mtime_ns}"
+        state[str(path.relative_to(folder))] = kind
+    return state
+
+
+def assert_one_line_error(
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    folder: Path | None = None,
+    may_add: Collection[str] = (),
+    check_files: bool = True,
+) -> str:
+    """``main(args)`` (``lenet ARGS`` in this process) fails as a user mistake (:func:`assert_user_error`)
+    and leaves ``folder`` (by default the working folder) as it was: no file or folder below it added,
+    changed or removed, but new ones named in ``may_add``. ``check_files=False`` for a mistake found
+    mid-run, after the run has written its files. Returns the error line.
+    """
+    folder = Path.cwd() if folder is None else folder
+    before = folder_state(folder) if check_files else {}
+    capsys.readouterr()  # what earlier steps printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    line = assert_user_error(exit_info.value.code, capsys.readouterr().err, message)
+    if check_files:
+        after = folder_state(folder)
+        changed = {name for name, state in before.items() if after.get(name) != state}
+        added = {name for name in set(after) - set(before) if Path(name).name not in may_add}
+        assert not changed and not added, f"{line}\nchanged or removed: {sorted(changed)}\nadded: {sorted(added)}"
+    return line
 
 
 # --- What a run wrote ---------------------------------------------------------------------------------

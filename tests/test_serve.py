@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet_cli.cli.main import main as run_cli
 from lenet_cli.data import idx
 from lenet_cli.images import files
+from tests.helpers import assert_one_line_error
 from tests.serve_helpers import huge_png_header, photo_like, png, process_group_alive
 
 
@@ -250,11 +250,7 @@ def test_sigterm_stops_every_process_cleanly(spare_server):
 def test_user_mistakes_end_in_one_line(args, message, trained_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = [str(trained_run / "checkpoints" / "best.ckpt") if arg == "CKPT" else arg for arg in args]
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(["serve", "--trainer.accelerator=cpu", *args])
-    assert exit_info.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("error: ") and message in error, error
+    assert_one_line_error(["serve", "--trainer.accelerator=cpu", *args], message, capsys)
 
 
 def test_a_port_in_use_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
@@ -263,18 +259,8 @@ def test_a_port_in_use_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SystemExit):
-            run_cli(
-                [
-                    "serve",
-                    "--trainer.accelerator=cpu",
-                    "--ckpt_path",
-                    str(trained_run / "checkpoints" / "best.ckpt"),
-                    "--port",
-                    str(port),
-                ]
-            )
-    assert f"--port {port}: cannot listen" in capsys.readouterr().err
+        args = ["--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt"), "--port", str(port)]
+        assert_one_line_error(["serve", "--trainer.accelerator=cpu", *args], f"--port {port}: cannot listen", capsys)
 
 
 def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path, monkeypatch, capsys):
@@ -285,10 +271,8 @@ def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path,
         importlib.util, "find_spec", lambda name, *rest: None if name == "litserve" else real_find_spec(name, *rest)
     )
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        run_cli(["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "pip install 'lenet-cli[serve]'" in error
+    args = ["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")]
+    assert_one_line_error(args, "pip install 'lenet-cli[serve]'", capsys)
 
 
 def test_json_errors_are_json(client):
