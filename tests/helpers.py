@@ -18,7 +18,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +133,12 @@ def assert_one_line_error(
     capsys: pytest.CaptureFixture[str],
     *,
     folder: Path | None = None,
-    may_add: Collection[str] = (),
     check_files: bool = True,
 ) -> str:
     """``main(args)`` (``lenet ARGS`` in this process) fails as a user mistake (:func:`assert_user_error`)
-    and leaves ``folder`` (by default the working folder) as it was: no file or folder below it added,
-    changed or removed, but new ones named in ``may_add``. ``check_files=False`` for a mistake found
-    mid-run, after the run has written its files. Returns the error line.
+    and leaves ``folder`` (by default the working folder) as it was (:func:`assert_unchanged`).
+    ``check_files=False`` for a mistake found mid-run, after the run has written its files. Returns the
+    error line.
     """
     folder = Path.cwd() if folder is None else folder
     before = folder_state(folder) if check_files else {}
@@ -148,11 +147,19 @@ def assert_one_line_error(
         main(args)
     line = assert_user_error(exit_info.value.code, capsys.readouterr().err, message)
     if check_files:
-        after = folder_state(folder)
-        changed = {name for name, state in before.items() if after.get(name) != state}
-        added = {name for name in set(after) - set(before) if Path(name).name not in may_add}
-        assert not changed and not added, f"{line}\nchanged or removed: {sorted(changed)}\nadded: {sorted(added)}"
+        assert_unchanged(folder, before, line)
     return line
+
+
+def assert_unchanged(folder: Path, before: dict[str, str], context: str = "") -> None:
+    """``folder`` holds what :func:`folder_state` found ``before``: no file added, changed or removed, no
+    folder removed. New empty folders pass: a refused ``fit --config configs/quick.yaml`` leaves an empty
+    ``runs/quick/`` (the logger's folder, made before the checks that refuse; no ``version_N`` below it)."""
+    after = folder_state(folder)
+    changed = {name for name, state in before.items() if after.get(name) != state}
+    new = set(after) - set(before)
+    added = {name for name in new if after[name] != "folder"}
+    assert not changed and not added, f"{context}\nchanged or removed: {sorted(changed)}\nadded: {sorted(added)}"
 
 
 # --- What a run wrote ---------------------------------------------------------------------------------
