@@ -404,7 +404,29 @@ def _write_half_then_die(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def callback_option(callback: type[Callback], **init_args: Any) -> str:
+    """The option that adds ``callback`` (a class of this module) with ``init_args`` to a run's callbacks."""
+    return (
+        f"--trainer.callbacks+={json.dumps({'class_path': f'{__name__}.{callback.__name__}', 'init_args': init_args})}"
+    )
+
+
 def crash_at(point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> str:
     """The option that adds :class:`CrashAt` to a ``fit``'s callbacks."""
-    init_args = {"point": point, "step": step, "signal_name": signal_name, "rank": rank}
-    return f"--trainer.callbacks+={json.dumps({'class_path': 'tests.helpers.CrashAt', 'init_args': init_args})}"
+    return callback_option(CrashAt, point=point, step=step, signal_name=signal_name, rank=rank)
+
+
+class GraphRecord(Callback):
+    """Writes what the CUDA-graph training step did to the JSON file ``path`` at the end of ``fit``
+    (added with :func:`callback_option`): ``graphed`` (a GraphedStep was set up),
+    ``captures``, ``calls`` (training steps that went through it) and ``steps`` (the trainer's)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        step = getattr(pl_module, "_graphed", None)
+        record = {"graphed": step is not None, "steps": trainer.global_step}
+        if step is not None:
+            record |= {"captures": step.captures, "calls": step.calls}
+        self.path.write_text(json.dumps(record))
