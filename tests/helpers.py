@@ -318,6 +318,18 @@ def checkpoint_bomb(path: Path, size: int) -> Path:
     return path
 
 
+# --- Short runs on the small copy of MNIST ---------------------------------------------------------------
+
+
+def small_run(subcommand: str, data_dir: Path, *extra: str, steps: int = 2, val_batches: int | None = 1) -> list[str]:
+    """``lenet SUBCOMMAND`` with configs/quick.yaml on the CPU and the small IDX copy of MNIST in ``data_dir``
+    (conftest's ``small_mnist``; 1000 training images held out for validation): ``steps`` training
+    batches an epoch and ``val_batches`` validation batches (None: all 16), then ``extra``."""
+    limits = [f"--trainer.limit_train_batches={steps}"]
+    limits += [] if val_batches is None else [f"--trainer.limit_val_batches={val_batches}"]
+    return [subcommand, *QUICK, f"--data.data_dir={data_dir}", "--data.val_size=1000", *limits, *extra]
+
+
 # --- A fit that is killed or stopped, and resumed -----------------------------------------------------
 
 STEPS_PER_EPOCH = 10
@@ -328,19 +340,18 @@ def resumable_fit_args(data_dir: Path, *extra: str) -> list[str]:
     """``lenet fit`` of EPOCHS short epochs with a one-cycle schedule and early stopping: every kind of
     state a resume must bring back (weights, Adam moments, scheduler, callback and loop state)."""
     early_stopping = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/loss"}}
-    return [
+    return small_run(
         "fit",
-        *QUICK,
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=1000",
-        f"--trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        data_dir,
         f"--trainer.max_epochs={EPOCHS}",
         "--model.lr_schedule=onecycle",
         "--model.lr=0.005",  # peak rate: 30 steps reach ~80 % test accuracy
         "--seed_everything=3",
         f"--trainer.callbacks+={json.dumps(early_stopping)}",
         *extra,
-    ]
+        steps=STEPS_PER_EPOCH,
+        val_batches=None,
+    )
 
 
 class CrashAt(Callback):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lenet_cli.cli.main import main
-from tests.helpers import QUICK, assert_one_line_error
+from tests.helpers import assert_one_line_error, small_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN = "runs/quick/version_0"
@@ -28,19 +28,8 @@ def existing_run(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
     workdir = tmp_path_factory.mktemp("existing")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        main([*short("fit", small_mnist), "--trainer.max_epochs=1"])
+        main(small_run("fit", small_mnist, "--trainer.max_epochs=1"))
     return workdir
-
-
-def short(subcommand: str, data_dir: Path) -> list[str]:
-    return [
-        subcommand,
-        *QUICK,
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=1000",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-    ]
 
 
 def without(*keys: str) -> Callable[[Path], str]:
@@ -131,4 +120,4 @@ def test_refusal_changes_no_file(
     shutil.copytree(existing_run, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     options = [arg if isinstance(arg, str) else f"--ckpt_path={arg(tmp_path)}" for arg in args]
-    assert_one_line_error([*short(subcommand, small_mnist), *options], fragment, capsys)
+    assert_one_line_error(small_run(subcommand, small_mnist, *options), fragment, capsys)

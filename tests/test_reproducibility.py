@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lenet_cli.cli.main import main
-from tests.helpers import QUICK
+from tests.helpers import small_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,16 +17,7 @@ def short_fit(workdir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, *e
     """Five training steps in ``workdir``: its run folder."""
     workdir.mkdir(exist_ok=True)
     monkeypatch.chdir(workdir)
-    main(
-        [
-            "fit",
-            *QUICK,
-            f"--data.data_dir={data_dir}",
-            "--data.val_size=1000",
-            "--trainer.limit_train_batches=5",
-            *extra,
-        ]
-    )
+    main(small_run("fit", data_dir, *extra, steps=5, val_batches=None))
     return workdir / "runs" / "quick" / "version_0"
 
 
