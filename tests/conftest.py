@@ -27,6 +27,16 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's 10 000 test digits, uint8 (N, 28, 28), and their labels (int64), from the bundled copy.
+
+    Shared: slice or copy them, never change them in place.
+    """
+    arrays = idx.load(None, allow_download=False)
+    return arrays["test_images"], arrays["test_labels"].long()
+
+
+@pytest.fixture(scope="session")
 def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain (not gzipped) IDX copy of the first 6000 training and 1000 test images.
 

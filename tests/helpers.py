@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -79,6 +80,13 @@ def lenet_subprocess(
     return subprocess.run(
         lenet_command(args), cwd=cwd, env=child_env(env), capture_output=True, text=True, timeout=timeout
     )
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --- One-line errors: the contract every user mistake keeps -------------------------------------------
@@ -218,15 +226,20 @@ def on_canvas(picture: np.ndarray, size: tuple[int, int], top: int, left: int) -
     return canvas
 
 
-def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
-    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels."""
+def png_claiming(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
     rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)  # the first 16 rows; the decoder never gets there
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
+    """:func:`png_claiming` written to ``path``."""
+    path.write_bytes(png_claiming(width, height))
     return path
 
 

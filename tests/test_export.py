@@ -19,18 +19,11 @@ from PIL import Image
 
 import lenet_cli
 from lenet_cli.cli.main import main as run_cli
-from lenet_cli.data import idx, mnist
+from lenet_cli.data import mnist
 from lenet_cli.training.module import LeNet
 from tests.helpers import CPU, NO_PROC, ROOT, assert_one_line_error, child_env
 
 TOLERANCE = 1e-4  # max |Δ logit| against lenet's PyTorch model
-
-
-@pytest.fixture(scope="module")
-def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 10 000 MNIST test digits, uint8 (N, 28, 28), and their labels."""
-    arrays = idx.load(None, allow_download=False)
-    return arrays["test_images"], arrays["test_labels"].long()
 
 
 @pytest.fixture(scope="module")
