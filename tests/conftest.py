@@ -12,6 +12,17 @@ from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from tests.helpers import QUICK, write_idx
 
+LONG_RUN_TIMEOUT = 1800  # seconds: slow tests train for minutes, or fuzz thousands of inputs, on a 2-core CPU
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow and multinode tests get LONG_RUN_TIMEOUT unless they name their own (pyproject's default: 120 s)."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None and (
+            item.get_closest_marker("slow") or item.get_closest_marker("multinode")
+        ):
+            item.add_marker(pytest.mark.timeout(LONG_RUN_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

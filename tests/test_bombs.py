@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from lenet_cli.data import idx
@@ -56,6 +57,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.timeout(300)  # the child may take 240 s (below) on a busy machine
 def test_bombs_are_refused_in_bounded_memory(tmp_path: Path) -> None:
     checkpoint_bomb(tmp_path / "bomb.ckpt", BOMB_BYTES)
     data = tmp_path / "data"  # training images whose gzip stream inflates ~2 GiB past the 20 images its header declares
