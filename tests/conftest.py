@@ -12,6 +12,25 @@ from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from tests.helpers import QUICK, write_idx
 
+LONG_RUN_TIMEOUT = 1800  # seconds: slow tests train for minutes, or fuzz thousands of inputs, on a 2-core CPU
+# Shared fixtures that train or draw for tens of seconds, paid by whichever test uses one first (measured
+# with five other jobs on the 2-core CPU: trained_run 83 s, ddp_runs 75 s, phone_photos 26 s).
+SLOW_FIXTURES = {"trained_run", "ddp_runs", "phone_photos", "uninterrupted"}
+SLOW_FIXTURE_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longer time limits than pyproject's 120 s, unless a test names its own: LONG_RUN_TIMEOUT for the
+    slow and multinode tests, SLOW_FIXTURE_TIMEOUT for those that use a SLOW_FIXTURES fixture (directly
+    or through another fixture)."""
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if item.get_closest_marker("slow") or item.get_closest_marker("multinode"):
+            item.add_marker(pytest.mark.timeout(LONG_RUN_TIMEOUT))
+        elif SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(SLOW_FIXTURE_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -24,6 +43,16 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.chdir(workdir)
         main(["fit", *QUICK, "--trainer.limit_train_batches=300", "--seed_everything=7"])
     return workdir / "runs" / "quick" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's 10 000 test digits, uint8 (N, 28, 28), and their labels (int64), from the bundled copy.
+
+    Shared: slice or copy them, never change them in place.
+    """
+    arrays = idx.load(None, allow_download=False)
+    return arrays["test_images"], arrays["test_labels"].long()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,13 @@ A plain module (``from tests.helpers import ...``); the fixtures are in ``confte
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import signal
+import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -26,6 +29,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
+from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE
 from lenet_cli.outputs.predictions import COLUMNS
@@ -78,6 +82,16 @@ def lenet_subprocess(
     )
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- One-line errors: the contract every user mistake keeps -------------------------------------------
+
+
 def error_line(stderr: str) -> str:
     """The one ``error:`` line ``main()`` printed, checked to be the only one and the last, with no traceback.
 
@@ -87,6 +101,73 @@ def error_line(stderr: str) -> str:
     assert "Traceback" not in stderr and len(errors) == 1, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == errors[0], stderr[-2000:]
     return errors[0]
+
+
+def assert_user_error(status: object, stderr: str, message: str) -> str:
+    """A command that ended with exit ``status`` and ``stderr`` failed as a user mistake: status 2 and one
+    ``error:`` line, the last, holding ``message``, no traceback. Returns the line.
+
+    For a ``lenet`` of another process (its return code) as well as ``main()`` here (``SystemExit.code``).
+    """
+    line = error_line(stderr)
+    assert status == 2, f"exit status {status}: {line}"
+    assert message in line, line
+    return line
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """What is below ``folder``, by relative path: the sha256 of each regular file, ``"folder"``, or the kind
+    of a special entry (a FIFO, a link). Special files are never opened (a FIFO would block); a file that
+    cannot be read (no read permission) is described by its size and modification time instead."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            kind = "folder"
+        elif not stat.S_ISREG(mode):
+            kind = f"special {stat.S_IFMT(mode):o}"
+        else:
+            try:
+                kind = hashlib.sha256(path.read_bytes()).hexdigest()
+            except PermissionError:
+                kind = f"unreadable, {path.stat().st_size} bytes, modified {path.stat().st_mtime_ns}"
+        state[str(path.relative_to(folder))] = kind
+    return state
+
+
+def assert_one_line_error(
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    folder: Path | None = None,
+    check_files: bool = True,
+) -> str:
+    """``main(args)`` (``lenet ARGS`` in this process) fails as a user mistake (:func:`assert_user_error`)
+    and leaves ``folder`` (by default the working folder) as it was (:func:`assert_unchanged`).
+    ``check_files=False`` for a mistake found mid-run, after the run has written its files. Returns the
+    error line.
+    """
+    folder = Path.cwd() if folder is None else folder
+    before = folder_state(folder) if check_files else {}
+    capsys.readouterr()  # what earlier steps printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    line = assert_user_error(exit_info.value.code, capsys.readouterr().err, message)
+    if check_files:
+        assert_unchanged(folder, before, line)
+    return line
+
+
+def assert_unchanged(folder: Path, before: dict[str, str], context: str = "") -> None:
+    """``folder`` holds what :func:`folder_state` found ``before``: no file added, changed or removed, no
+    folder removed. New empty folders pass: a refused ``fit --config configs/quick.yaml`` leaves an empty
+    ``runs/quick/`` (the logger's folder, made before the checks that refuse; no ``version_N`` below it)."""
+    after = folder_state(folder)
+    changed = {name for name, state in before.items() if after.get(name) != state}
+    new = set(after) - set(before)
+    added = {name for name in new if after[name] != "folder"}
+    assert not changed and not added, f"{context}\nchanged or removed: {sorted(changed)}\nadded: {sorted(added)}"
 
 
 # --- What a run wrote ---------------------------------------------------------------------------------
@@ -145,15 +226,20 @@ def on_canvas(picture: np.ndarray, size: tuple[int, int], top: int, left: int) -
     return canvas
 
 
-def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
-    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels."""
+def png_claiming(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A PNG of a few hundred bytes whose header claims ``width``×``height`` pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
     rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)  # the first 16 rows; the decoder never gets there
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
+    """:func:`png_claiming` written to ``path``."""
+    path.write_bytes(png_claiming(width, height))
     return path
 
 
@@ -245,6 +331,18 @@ def checkpoint_bomb(path: Path, size: int) -> Path:
     return path
 
 
+# --- Short runs on the small copy of MNIST ---------------------------------------------------------------
+
+
+def small_run(subcommand: str, data_dir: Path, *extra: str, steps: int = 2, val_batches: int | None = 1) -> list[str]:
+    """``lenet SUBCOMMAND`` with configs/quick.yaml on the CPU and the small IDX copy of MNIST in ``data_dir``
+    (conftest's ``small_mnist``; 1000 training images held out for validation): ``steps`` training
+    batches an epoch and ``val_batches`` validation batches (None: all 16), then ``extra``."""
+    limits = [f"--trainer.limit_train_batches={steps}"]
+    limits += [] if val_batches is None else [f"--trainer.limit_val_batches={val_batches}"]
+    return [subcommand, *QUICK, f"--data.data_dir={data_dir}", "--data.val_size=1000", *limits, *extra]
+
+
 # --- A fit that is killed or stopped, and resumed -----------------------------------------------------
 
 STEPS_PER_EPOCH = 10
@@ -255,19 +353,18 @@ def resumable_fit_args(data_dir: Path, *extra: str) -> list[str]:
     """``lenet fit`` of EPOCHS short epochs with a one-cycle schedule and early stopping: every kind of
     state a resume must bring back (weights, Adam moments, scheduler, callback and loop state)."""
     early_stopping = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/loss"}}
-    return [
+    return small_run(
         "fit",
-        *QUICK,
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=1000",
-        f"--trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        data_dir,
         f"--trainer.max_epochs={EPOCHS}",
         "--model.lr_schedule=onecycle",
         "--model.lr=0.005",  # peak rate: 30 steps reach ~80 % test accuracy
         "--seed_everything=3",
         f"--trainer.callbacks+={json.dumps(early_stopping)}",
         *extra,
-    ]
+        steps=STEPS_PER_EPOCH,
+        val_batches=None,
+    )
 
 
 class CrashAt(Callback):
@@ -331,7 +428,29 @@ def _write_half_then_die(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def callback_option(callback: type[Callback], **init_args: Any) -> str:
+    """The option that adds ``callback`` (a class of this module) with ``init_args`` to a run's callbacks."""
+    return (
+        f"--trainer.callbacks+={json.dumps({'class_path': f'{__name__}.{callback.__name__}', 'init_args': init_args})}"
+    )
+
+
 def crash_at(point: str, step: int, signal_name: str = "SIGKILL", rank: int | None = None) -> str:
     """The option that adds :class:`CrashAt` to a ``fit``'s callbacks."""
-    init_args = {"point": point, "step": step, "signal_name": signal_name, "rank": rank}
-    return f"--trainer.callbacks+={json.dumps({'class_path': 'tests.helpers.CrashAt', 'init_args': init_args})}"
+    return callback_option(CrashAt, point=point, step=step, signal_name=signal_name, rank=rank)
+
+
+class GraphRecord(Callback):
+    """Writes what the CUDA-graph training step did to the JSON file ``path`` at the end of ``fit``
+    (added with :func:`callback_option`): ``graphed`` (a GraphedStep was set up),
+    ``captures``, ``calls`` (training steps that went through it) and ``steps`` (the trainer's)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        step = getattr(pl_module, "_graphed", None)
+        record = {"graphed": step is not None, "steps": trainer.global_step}
+        if step is not None:
+            record |= {"captures": step.captures, "calls": step.calls}
+        self.path.write_text(json.dumps(record))

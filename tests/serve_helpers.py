@@ -7,7 +7,6 @@ import http.client
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tests.helpers import ROOT
+from tests.helpers import child_env, free_port
 
 START_TIMEOUT = 120.0  # seconds: imports of Lightning and torch on a busy 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServerProcess:
@@ -45,10 +38,9 @@ class ServerProcess:
             str(self.port),
             *extra,
         ]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+                command, cwd=workdir, env=child_env(), stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
             )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> ServerProcess:
@@ -131,17 +123,3 @@ def photo_like(digit: np.ndarray, seed: int) -> bytes:
     buffer = io.BytesIO()
     color.save(buffer, format="JPEG", quality=80)
     return buffer.getvalue()
-
-
-def huge_png_header(width: int = 30000, height: int = 30000) -> bytes:
-    """A PNG that declares ``width``×``height`` pixels (beyond Pillow's decompression-bomb limit) in a few bytes."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )

@@ -17,7 +17,7 @@ from lenet_cli.checkpoints import save
 from lenet_cli.cli.main import main
 from lenet_cli.errors import LenetError
 from lenet_cli.training.module import LeNet
-from tests.helpers import CPU, error_line, read_checkpoint
+from tests.helpers import CPU, assert_one_line_error, read_checkpoint
 
 
 class Opaque:
@@ -60,11 +60,9 @@ def test_malicious_checkpoint_is_refused(
 ) -> None:
     checkpoint, marker = malicious_checkpoint
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main([subcommand, *CPU, "--ckpt_path", str(checkpoint)])
-    assert exit_info.value.code == 2
+    line = assert_one_line_error([subcommand, *CPU, "--ckpt_path", str(checkpoint)], "refused", capsys)
     assert not marker.exists()
-    assert error_line(capsys.readouterr().err) == (
+    assert line == (
         f"error: checkpoint {checkpoint} refused: loading it would need arbitrary unpickling, which can run code "
         f"from the file (it calls {open.__module__}.open); lenet loads only tensors and plain values"
     )

@@ -13,7 +13,7 @@ from lenet_cli.cli.lightning_cli import PROGRESS_BAR_REFRESH_RATE, SUBCOMMANDS_O
 from lenet_cli.cli.main import main
 from lenet_cli.data.mnist import MNISTDataModule
 from lenet_cli.training.module import LeNet
-from tests.helpers import CONFIGS, CPU, QUICK, last_logged, read_checkpoint
+from tests.helpers import CONFIGS, CPU, QUICK, assert_unchanged, folder_state, last_logged, read_checkpoint
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 
@@ -101,12 +101,17 @@ def test_short_training_learns(trained_run: Path) -> None:
 
 def test_runs_do_not_overwrite_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for _ in range(2):
-        main(["fit", *QUICK, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"])
+    short = ["fit", *QUICK, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    main(short)
+    first = tmp_path / "runs" / "quick" / "version_0"
+    written = folder_state(first)
+    main(short)
     runs = sorted(p.name for p in (tmp_path / "runs" / "quick").iterdir())
     assert runs == ["version_0", "version_1"]
-    for run in runs:
-        assert (tmp_path / "runs" / "quick" / run / "config.yaml").is_file()
+    assert_unchanged(first, written)  # every file of the first run as it was
+    assert {"config.yaml", "metrics.csv", "checkpoints/last.ckpt"} <= set(
+        folder_state(tmp_path / "runs/quick/version_1")
+    )
 
 
 def test_test_takes_the_model_from_the_checkpoint_and_writes_sample_images(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from lenet_cli.cli import console
 from lenet_cli.cli.main import main
 from lenet_cli.cli.main import main as run_cli
 from lenet_cli.errors import DEBUG_VARIABLE
-from tests.helpers import CONFIGS, CPU, ROOT
+from tests.helpers import CONFIGS, CPU, child_env, lenet_subprocess
 
 # What Lightning's warnings and tips look like on a console: Python's "file.py:LINE:" prefix, or words.
 NOISE = re.compile(
@@ -33,11 +32,13 @@ NOISE = re.compile(
 
 def lenet_in_new_process(script: str, cwd: Path, extra_env: dict[str, str] | None = None) -> str:
     """stderr of a new Python process running ``script``: the console exactly as a user sees it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    env.pop(DEBUG_VARIABLE, None)
-    env.update(extra_env or {})
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=cwd,
+        env=child_env(extra_env),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stderr
@@ -202,29 +203,18 @@ def test_only_the_command_lines_process_skips_the_final_garbage_collection(
 @pytest.mark.slow
 def test_nothing_is_printed_twice_under_ddp(tmp_path: Path) -> None:
     # `python -m lenet_cli`: DDP's launcher starts rank 1 by running the same command line again.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    env.pop(DEBUG_VARIABLE, None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lenet_cli",
-            "fit",
-            "--config",
-            str(CONFIGS / "quick.yaml"),
-            "--trainer.accelerator=cpu",
-            "--trainer.strategy=ddp",
-            "--trainer.devices=2",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.limit_train_batches=50",
-            "--trainer.limit_val_batches=2",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "quick.yaml"),
+        "--trainer.accelerator=cpu",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.limit_train_batches=50",
+        "--trainer.limit_val_batches=2",
+    ]
+    result = lenet_subprocess(args, tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stderr.splitlines()
     assert not [line for line in lines if NOISE.search(line)], result.stderr

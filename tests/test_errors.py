@@ -29,7 +29,7 @@ from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
 from lenet_cli.training.module import LeNet
-from tests.helpers import CPU, NO_PROC, alias_bomb, error_line, png_bomb, truncated_png, write_idx
+from tests.helpers import CPU, NO_PROC, alias_bomb, assert_one_line_error, png_bomb, truncated_png, write_idx
 
 Setup = Callable[[Path], list[str]]
 
@@ -620,15 +620,7 @@ def test_bad_input_fails_in_one_line(
     earlier.mkdir(parents=True)
     (earlier / "metrics.csv").write_text(EARLIER_METRICS)
     subcommand, *args = args_or_setup(tmp_path) if callable(args_or_setup) else args_or_setup
-    before = set(tmp_path.rglob("*"))
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([subcommand, *CPU, *args])
-    assert exit_info.value.code == 2
-    assert fragment in error_line(capsys.readouterr().err)
-    assert (earlier / "metrics.csv").read_text() == EARLIER_METRICS
-    # No output of a run that went ahead: no checkpoint, metrics, predictions or report.
-    assert {path.name for path in set(tmp_path.rglob("*")) - before if path.is_file()} <= {"config.yaml"}
+    assert_one_line_error([subcommand, *CPU, *args], fragment, capsys)
 
 
 @pytest.mark.parametrize(

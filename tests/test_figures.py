@@ -73,11 +73,64 @@ def test_long_captions_are_cut_to_the_tile() -> None:
     assert text.endswith("…") and draw.textlength(text, font=mosaic.font(mosaic.CAPTION_SIZE)) <= mosaic.TILE
 
 
-def test_confusion_matrix_and_curves_are_written(tmp_path: Path) -> None:
+def near(picture: np.ndarray, x: float, y: float, colour: np.ndarray, radius: int = 3) -> bool:
+    """Whether a pixel within ``radius`` of (x, y) has ``colour`` (RGB, ±30 a channel: anti-aliasing)."""
+    x, y = round(x), round(y)
+    window = picture[y - radius : y + radius + 1, x - radius : x + radius + 1]
+    return bool((np.abs(window - colour).max(axis=2) <= 30).any())
+
+
+def test_confusion_matrix_colours_each_cell_by_its_count_and_writes_it(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
     confusion = np.diag([980, 1130, 1020]) + np.array([[0, 3, 0], [0, 0, 0], [7, 0, 0]])
     path = plots.save_confusion_matrix(confusion, ["0", "1", "2"], tmp_path / "confusion.png", title="accuracy")
     with Image.open(path) as png:
-        assert png.format == "PNG" and png.width > 200 and png.height > 150
-    history = {"train/loss": {0: 0.5, 1: 0.3}, "val/loss": {0: 0.4, 1: 0.35}}
+        assert png.format == "PNG"
+        picture = np.asarray(png.convert("RGB")).astype(int)
+    # plots.py's layout at 100 dpi: 0.5 inch a class, 0.75 inch of labels left of the matrix, 0.4 above it.
+    assert picture.shape == (250, 325, 3)
+    cell, left, top = 50, 75, 40
+    norm = LogNorm(vmin=1, vmax=1130)  # log colours from 1 to the largest count
+    for true in range(3):
+        for predicted in range(3):
+            count = confusion[true, predicted]
+            x, y = left + cell * predicted + cell // 2, top + cell * true + cell // 2  # the cell's centre
+            expected = np.array(colormaps["Blues"](norm(count))[:3]) * 255 if count else np.array([255, 255, 255])
+            # Beside the number, the cell's colour: Blues by the log of its count; empty cells white.
+            assert np.abs(picture[y + 18, x - 18] - expected).max() <= 3, (true, predicted, picture[y + 18, x - 18])
+            around_centre = picture[y - 5 : y + 6, x - 12 : x + 13]
+            written = (np.abs(around_centre - expected).max(axis=2) > 100).any()  # the count's glyphs
+            assert written == bool(count), (true, predicted)
+
+
+def test_training_curves_draw_each_metric_where_its_values_are(tmp_path: Path) -> None:
+    history = {"train/loss": {0: 0.5, 1: 0.3}, "val/loss": {0: 0.4, 1: 0.35}}  # no accuracy logged
     with Image.open(plots.save_training_curves(history, tmp_path / "curves.png")) as png:
         assert png.size == (900, 360)
+        picture = np.asarray(png.convert("RGB")).astype(int)
+    train, validation = np.array([0x1F, 0x77, 0xB4]), np.array([0xFF, 0x7F, 0x0E])  # matplotlib's C0 and C1
+
+    def pixel(epoch: float, loss: float) -> tuple[float, float]:
+        """Where (epoch, loss) lies in the loss panel: plots.py's subplots_adjust (left 0.08, right 0.98,
+        bottom 0.14, top 0.94, wspace 0.28 of 2 panels) and matplotlib's 5 % margins around the data."""
+        width = 0.90 / 2.28  # of the figure, each panel
+        x = 0.08 + width * (epoch + 0.05) / 1.10
+        y = 0.14 + 0.80 * (loss - 0.29) / 0.22
+        return x * 900, (1 - y) * 360
+
+    for epoch, loss, colour, other in [
+        (0, 0.5, train, validation),
+        (1, 0.3, train, validation),
+        (0.5, 0.4, train, validation),  # half-way along the line between the two epochs
+        (0, 0.4, validation, train),
+        (1, 0.35, validation, train),
+        (0.5, 0.375, validation, train),
+    ]:
+        assert near(picture, *pixel(epoch, loss), colour), (epoch, loss)
+        assert not near(picture, *pixel(epoch, loss), other), (epoch, loss)
+    # The accuracy panel (right half) is empty: no curve, no legend.
+    right = picture[:, 460:]
+    for colour in (train, validation):
+        assert not (np.abs(right - colour).max(axis=2) <= 30).any()

@@ -50,6 +50,7 @@ def test_channels_last_gives_same_logits() -> None:
     plain, nhwc = LeNet(), LeNet(channels_last=True)
     nhwc.load_state_dict(plain.state_dict())
     nhwc.configure_model()
+    assert nhwc.network.features[3].weight.is_contiguous(memory_format=torch.channels_last)  # NHWC indeed
     images = torch.randn(8, 1, 32, 32)
     torch.testing.assert_close(plain(images), nhwc(images))
 

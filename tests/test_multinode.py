@@ -8,7 +8,6 @@ on a 2-core CPU.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lenet_cli.cli.main import main
-from tests.helpers import CONFIGS, child_env, crash_at, last_logged
+from tests.helpers import CONFIGS, child_env, crash_at, free_port, last_logged
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode]
 TWO_NODES = [
@@ -32,12 +31,6 @@ TWO_NODES = [
 # is one of the lines lenet's console leaves out (lenet_cli.console) unless LENET_DEBUG is set.
 SHOW_LIGHTNING = {"LENET_DEBUG": "1"}
 TIMEOUT_S = 180  # for each launch: a hang fails the test instead of holding CI
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def launch(commands: list[list[str]], envs: list[Mapping[str, str]], cwd: Path) -> list[tuple[int, str, float]]:

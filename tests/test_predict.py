@@ -97,19 +97,27 @@ def test_predict_on_user_style_images(trained_run: Path, tmp_path: Path, monkeyp
     assert len(list(run.glob("*_predicted_*.png"))) == 10
 
 
-def test_well_trained_model_reads_user_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("model", ["bundled", pytest.param("one epoch", marks=pytest.mark.slow)])
+def test_well_trained_model_reads_user_images(model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's bar: a well-trained model reads ≥ 97 % of user-style images.
 
-    Measured: 98.1 % on these 2000 images, 98.5 % on the same digits from MNIST (97.9 % validation
-    accuracy); 97 % is 3.5 standard errors below. About 15 s on 2 CPU cores.
+    ``bundled``: the model shipped with lenet (``--ckpt_path pretrained``, 99.45 % on MNIST's test set):
+    99.50 % of these 2000 images, ~10 s on the busy 2-core CPU. ``one epoch`` (slow: its training was
+    ~30 % of the default suite's CPU): a model that ``lenet fit`` trains for one epoch, 98.1-98.45 % of
+    these images (98.5 % of the same digits from MNIST; 97.9 % validation accuracy); 97 % is 3.5
+    standard errors below.
     """
     monkeypatch.chdir(tmp_path)
-    # One full epoch at lr 2e-3: ~98 % validation accuracy.
-    main(["fit", *QUICK, "--trainer.limit_train_batches=null", "--seed_everything=7"])
     folder = tmp_path / "digits"
     chosen, labels = make_user_images(folder, 2000, seed=1)
-    main(["predict", *QUICK, "--ckpt_path", "best", "--data.predict_path", str(folder)])
-    accuracy = user_image_accuracy(tmp_path / "runs" / "quick" / "version_1", chosen, labels, folder)
+    if model == "bundled":
+        main(["predict", *CPU, "--ckpt_path", "pretrained", "--data.predict_path", str(folder)])
+        run = tmp_path / "runs" / "lenet" / "version_0"
+    else:  # one full epoch at lr 2e-3: ~98 % validation accuracy
+        main(["fit", *QUICK, "--trainer.limit_train_batches=null", "--seed_everything=7"])
+        main(["predict", *QUICK, "--ckpt_path", "best", "--data.predict_path", str(folder)])
+        run = tmp_path / "runs" / "quick" / "version_1"
+    accuracy = user_image_accuracy(run, chosen, labels, folder)
     assert accuracy >= 0.97
 
 

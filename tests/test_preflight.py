@@ -1,5 +1,5 @@
 """Every refusal comes before anything is written or deleted: no file of an existing run changes (their
-sha256 sums are compared before and after) and no new file appears.
+sha256 sums are compared before and after: ``helpers.assert_one_line_error``) and no new file appears.
 
 The existing run is a real one (``fit`` on the small IDX copy of MNIST, one short epoch), copied into
 each test's folder.
@@ -7,7 +7,6 @@ each test's folder.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from lenet_cli.cli.main import main
-from tests.helpers import QUICK, error_line
+from tests.helpers import assert_one_line_error, small_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN = "runs/quick/version_0"
@@ -29,27 +28,8 @@ def existing_run(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
     workdir = tmp_path_factory.mktemp("existing")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        main([*short("fit", small_mnist), "--trainer.max_epochs=1"])
+        main(small_run("fit", small_mnist, "--trainer.max_epochs=1"))
     return workdir
-
-
-def short(subcommand: str, data_dir: Path) -> list[str]:
-    return [
-        subcommand,
-        *QUICK,
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=1000",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-    ]
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (and every folder, as an empty sum), by relative path."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        for path in sorted(folder.rglob("*"))
-    }
 
 
 def without(*keys: str) -> Callable[[Path], str]:
@@ -140,10 +120,4 @@ def test_refusal_changes_no_file(
     shutil.copytree(existing_run, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     options = [arg if isinstance(arg, str) else f"--ckpt_path={arg(tmp_path)}" for arg in args]
-    before = checksums(tmp_path)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([*short(subcommand, small_mnist), *options])
-    assert exit_info.value.code == 2
-    assert fragment in error_line(capsys.readouterr().err)
-    assert checksums(tmp_path) == before
+    assert_one_line_error(small_run(subcommand, small_mnist, *options), fragment, capsys)

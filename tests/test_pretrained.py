@@ -16,7 +16,7 @@ from lenet_cli.checkpoints import load, pretrained
 from lenet_cli.cli.main import main
 from lenet_cli.errors import LenetError
 from lenet_cli.runs import ckpt_path
-from tests.helpers import CPU, ROOT, error_line, last_logged, make_user_images
+from tests.helpers import CPU, ROOT, assert_one_line_error, last_logged, make_user_images
 
 CARD = ROOT / "docs" / "model-card.md"
 
@@ -61,10 +61,7 @@ def test_a_damaged_copy_is_refused(
     with pytest.raises(LenetError, match="does not match its verified checksum"):
         pretrained.path()
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["test", *CPU, "--ckpt_path", "pretrained"])
-    assert exit_info.value.code == 2
-    assert "does not match its verified checksum" in error_line(capsys.readouterr().err)
+    assert_one_line_error(["test", *CPU, "--ckpt_path", "pretrained"], "does not match its verified checksum", capsys)
 
 
 def test_test_without_ckpt_path_uses_it_and_reads_as_the_card_says(
@@ -101,10 +98,7 @@ def test_validate_runs_no_untrained_network_unless_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["validate", *CPU])
-    assert exit_info.value.code == 2
-    assert "lenet validate needs --ckpt_path" in error_line(capsys.readouterr().err)
+    assert_one_line_error(["validate", *CPU], "lenet validate needs --ckpt_path", capsys)
     main(["validate", *CPU, "--ckpt_path", "untrained", "--trainer.limit_val_batches=1"])
     assert "--ckpt_path untrained: a freshly initialised network" in capsys.readouterr().err
     main(["validate", *CPU, "--ckpt_path", "pretrained"])
@@ -115,9 +109,8 @@ def test_fit_cannot_resume_from_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        main(["fit", *CPU, "--ckpt_path", "pretrained"])
-    assert "fit resumes a run from its training state" in error_line(capsys.readouterr().err)
+    message = "fit resumes a run from its training state"
+    assert_one_line_error(["fit", *CPU, "--ckpt_path", "pretrained"], message, capsys)
 
 
 def test_export_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

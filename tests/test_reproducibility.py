@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lenet_cli.cli.main import main
-from tests.helpers import QUICK
+from tests.helpers import small_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,16 +17,7 @@ def short_fit(workdir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, *e
     """Five training steps in ``workdir``: its run folder."""
     workdir.mkdir(exist_ok=True)
     monkeypatch.chdir(workdir)
-    main(
-        [
-            "fit",
-            *QUICK,
-            f"--data.data_dir={data_dir}",
-            "--data.val_size=1000",
-            "--trainer.limit_train_batches=5",
-            *extra,
-        ]
-    )
+    main(small_run("fit", data_dir, *extra, steps=5, val_batches=None))
     return workdir / "runs" / "quick" / "version_0"
 
 
@@ -42,10 +33,16 @@ def test_same_seed_same_metrics(small_mnist: Path, tmp_path: Path, monkeypatch: 
     assert yaml.safe_load((runs[0] / "config.yaml").read_text())["seed_everything"] == 5
 
 
-def test_default_seed_is_recorded(small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # set by earlier in-process runs
-    run = short_fit(
-        tmp_path, small_mnist, monkeypatch, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"
-    )
-    seed = yaml.safe_load((run / "config.yaml").read_text())["seed_everything"]
-    assert isinstance(seed, int) and not isinstance(seed, bool)  # the number used, not `true`
+def test_default_seed_is_0_recorded_and_used(
+    small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning's own default (`true`) would seed from $PL_GLOBAL_SEED, which an earlier run sets: lenet's is 0.
+    monkeypatch.setenv("PL_GLOBAL_SEED", "5")
+    short = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
+    default = short_fit(tmp_path / "default", small_mnist, monkeypatch, *short)
+    seed = yaml.safe_load((default / "config.yaml").read_text())["seed_everything"]
+    assert type(seed) is int and seed == 0  # the number used, not `true` (nor `false`, which == 0)
+    zero = short_fit(tmp_path / "zero", small_mnist, monkeypatch, *short, "--seed_everything=0")
+    five = short_fit(tmp_path / "five", small_mnist, monkeypatch, *short, "--seed_everything=5")
+    assert (default / "metrics.csv").read_text() == (zero / "metrics.csv").read_text()
+    assert (default / "metrics.csv").read_text() != (five / "metrics.csv").read_text()

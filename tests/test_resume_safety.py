@@ -12,23 +12,14 @@ import pytest
 import torch
 
 from lenet_cli.cli.main import main
-from tests.helpers import QUICK, read_checkpoint, read_metrics
+from tests.helpers import read_checkpoint, read_metrics, small_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def short_fit(data_dir: Path, *extra: str) -> list[str]:
     """``fit`` of 2 steps an epoch, validated on one batch."""
-    return [
-        "fit",
-        *QUICK,
-        f"--data.data_dir={data_dir}",
-        "--data.val_size=1000",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-        "--seed_everything=1",
-        *extra,
-    ]
+    return small_run("fit", data_dir, "--seed_everything=1", *extra)
 
 
 def checkpoint_state(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,8 @@ from lenet_cli.cli import lightning_cli, main
 from lenet_cli.cli.main import main as run_cli
 from lenet_cli.errors import LenetError
 from lenet_cli.runs import ckpt_path, listing
-from tests.helpers import CONFIGS, CPU
+from tests.helpers import CONFIGS, QUICK, assert_one_line_error
 
-QUICK = ["--config", str(CONFIGS / "quick.yaml"), *CPU]
 REPORT = "--trainer.callbacks+=lenet_cli.outputs.report.EvaluationReport"  # configs/mnist.yaml has it; quick.yaml not
 
 
@@ -124,30 +123,38 @@ def test_run_json_says_what_made_each_run(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize(
-    "failing",
+    ("failing", "message"),
     [
-        pytest.param(["predict", "--data.predict_path", "unreadable"], id="no readable image"),
-        pytest.param(["fit", "--data.val_size=0"], id="bad data setting"),
-        pytest.param(["test", "--ckpt_path", "missing.ckpt"], id="missing checkpoint"),
+        pytest.param(
+            ["predict", "--data.predict_path", "unreadable"],
+            "none of the 1 files of unreadable is a readable digit image",
+            id="no readable image",
+        ),
+        pytest.param(["fit", "--data.val_size=0"], "val_size must be between 1 and", id="bad data setting"),
+        pytest.param(["test", "--ckpt_path", "missing.ckpt"], "missing.ckpt does not exist", id="missing checkpoint"),
     ],
 )
 def test_a_command_that_fails_before_it_ran_leaves_no_run_folder(
-    failing: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    failing: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("unreadable").mkdir()
     Path("unreadable/x.png").write_text("not an image")
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli([failing[0], *QUICK, *failing[1:]])
-    assert exit_info.value.code == 2
+    assert_one_line_error([failing[0], *QUICK, *failing[1:]], message, capsys)  # and no file or folder added
     assert not list(Path("runs").glob("*/version_*"))
 
 
-def test_a_run_folder_that_was_there_is_never_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_folder_that_was_there_is_never_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     old = fake_run(Path("runs/quick/version_5"))
-    with pytest.raises(SystemExit):
-        run_cli(["fit", *QUICK, "--trainer.logger.init_args.version=5"])  # refused: the folder is taken
+    # Refused, the folder is taken; every file of the old run as it was (the harness compares them).
+    assert_one_line_error(["fit", *QUICK, "--trainer.logger.init_args.version=5"], "already holds a run", capsys)
     assert (old / "config.yaml").read_text() == "{}\n" and not (old / "run.json").exists()
 
 
@@ -202,9 +209,7 @@ def test_lenet_runs_lists_runs_without_building_lightning(
     assert lines[4] == f"--ckpt_path best in {runs}: {runs / 'version_0/checkpoints/best.ckpt'} " + (
         f"(val/loss 0.1000, the lowest of 2 runs in {runs}; the newest, version_1, has 0.4000)"
     )
-    with pytest.raises(SystemExit) as exit_info:
-        main.main(["runs", "elsewhere"])
-    assert exit_info.value.code == 2 and "error: no runs in elsewhere" in capsys.readouterr().err
+    assert_one_line_error(["runs", "elsewhere"], "error: no runs in elsewhere", capsys)
     with pytest.raises(SystemExit) as exit_info:
         main.main(["runs", "--help"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: lenet runs")

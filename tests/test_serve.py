@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet_cli.cli.main import main as run_cli
-from lenet_cli.data import idx
 from lenet_cli.images import files
-from tests.serve_helpers import huge_png_header, photo_like, png, process_group_alive
+from tests.helpers import assert_one_line_error, png_claiming
+from tests.serve_helpers import photo_like, png, process_group_alive
 
 
 @pytest.fixture(scope="module")
-def mnist_test() -> tuple[np.ndarray, np.ndarray]:
-    data = idx.load()
-    return data["test_images"][:200].numpy(), data["test_labels"][:200].numpy()
+def mnist_200(mnist_test) -> tuple[np.ndarray, np.ndarray]:
+    """The first 200 MNIST test digits, uint8 (200, 28, 28), and their labels."""
+    return mnist_test[0][:200].numpy(), mnist_test[1][:200].numpy()
 
 
 @pytest.fixture
@@ -37,8 +36,8 @@ def post_png(client: httpx.Client, image: np.ndarray, **params: str) -> httpx.Re
     return client.post("/predict", content=png(image), headers={"Content-Type": "image/png"}, params=params)
 
 
-def test_mnist_digits_are_answered_right(client, mnist_test):
-    digits, labels = mnist_test
+def test_mnist_digits_are_answered_right(client, mnist_200):
+    digits, labels = mnist_200
     # 64 images in one multipart request (the most one request may hold), the rest one by one.
     files = [("image", (f"{number}.png", png(digit), "image/png")) for number, digit in enumerate(digits[:64])]
     answer = client.post("/predict", files=files)
@@ -51,8 +50,8 @@ def test_mnist_digits_are_answered_right(client, mnist_test):
     assert accuracy >= 0.9, accuracy
 
 
-def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist_test):
-    digit, label = mnist_test[0][0], int(mnist_test[1][0])
+def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist_200):
+    digit, label = mnist_200[0][0], int(mnist_200[1][0])
     answer = post_png(client, digit, return_input="true").json()
     assert answer["class"] == label
     assert answer["top3"][0]["class"] == label
@@ -66,8 +65,8 @@ def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist
     assert "input_png" not in post_png(client, digit).json()
 
 
-def test_every_way_of_sending_an_image_gives_the_same_answer(client, mnist_test):
-    body = png(mnist_test[0][7])
+def test_every_way_of_sending_an_image_gives_the_same_answer(client, mnist_200):
+    body = png(mnist_200[0][7])
     encoded = base64.b64encode(body).decode()
     answers = [
         client.post("/predict", content=body, headers={"Content-Type": "image/png"}),
@@ -82,8 +81,8 @@ def test_every_way_of_sending_an_image_gives_the_same_answer(client, mnist_test)
     assert len({(single["class"], single["confidence"]) for single in singles}) == 1
 
 
-def test_phone_style_photos_are_answered_right(client, mnist_test):
-    digits, labels = mnist_test
+def test_phone_style_photos_are_answered_right(client, mnist_200):
+    digits, labels = mnist_200
     photos = [photo_like(digit, seed) for seed, digit in enumerate(digits[:30])]
     predicted = [
         client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}).json()["class"]
@@ -111,7 +110,7 @@ def _bad_requests() -> list:
             id="over-size-limit",
         ),
         pytest.param(
-            {"content": huge_png_header(), "headers": {"Content-Type": "image/png"}},
+            {"content": png_claiming(), "headers": {"Content-Type": "image/png"}},
             400,
             "pixels",
             id="over-pixel-limit",
@@ -156,14 +155,14 @@ def _bad_requests() -> list:
 
 
 @pytest.mark.parametrize(("request_kwargs", "status", "message"), _bad_requests())
-def test_bad_request_gets_a_4xx_with_a_json_message(client, mnist_test, request_kwargs, status, message):
+def test_bad_request_gets_a_4xx_with_a_json_message(client, mnist_200, request_kwargs, status, message):
     answer = client.post("/predict", **request_kwargs)
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
     detail = answer.json()["detail"]
     assert isinstance(detail, str) and message in detail and "\n" not in detail
     # The server goes on serving.
-    assert post_png(client, mnist_test[0][0]).json()["class"] == mnist_test[1][0]
+    assert post_png(client, mnist_200[0][0]).json()["class"] == mnist_200[1][0]
 
 
 def test_wrong_method_and_unknown_path_are_4xx(client):
@@ -185,8 +184,8 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(digit_serve
     assert "over the limit" in reply.decode()
 
 
-def test_concurrent_clients_all_get_their_own_answers(digit_server, mnist_test):
-    digits, _ = mnist_test
+def test_concurrent_clients_all_get_their_own_answers(digit_server, mnist_200):
+    digits, _ = mnist_200
 
     def one_client(number: int) -> list[tuple[int, int]]:
         with httpx.Client(base_url=digit_server.url, timeout=30) as client:
@@ -250,11 +249,7 @@ def test_sigterm_stops_every_process_cleanly(spare_server):
 def test_user_mistakes_end_in_one_line(args, message, trained_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = [str(trained_run / "checkpoints" / "best.ckpt") if arg == "CKPT" else arg for arg in args]
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(["serve", "--trainer.accelerator=cpu", *args])
-    assert exit_info.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("error: ") and message in error, error
+    assert_one_line_error(["serve", "--trainer.accelerator=cpu", *args], message, capsys)
 
 
 def test_a_port_in_use_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
@@ -263,18 +258,8 @@ def test_a_port_in_use_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SystemExit):
-            run_cli(
-                [
-                    "serve",
-                    "--trainer.accelerator=cpu",
-                    "--ckpt_path",
-                    str(trained_run / "checkpoints" / "best.ckpt"),
-                    "--port",
-                    str(port),
-                ]
-            )
-    assert f"--port {port}: cannot listen" in capsys.readouterr().err
+        args = ["--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt"), "--port", str(port)]
+        assert_one_line_error(["serve", "--trainer.accelerator=cpu", *args], f"--port {port}: cannot listen", capsys)
 
 
 def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path, monkeypatch, capsys):
@@ -285,10 +270,8 @@ def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path,
         importlib.util, "find_spec", lambda name, *rest: None if name == "litserve" else real_find_spec(name, *rest)
     )
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        run_cli(["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "pip install 'lenet-cli[serve]'" in error
+    args = ["serve", "--trainer.accelerator=cpu", "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")]
+    assert_one_line_error(args, "pip install 'lenet-cli[serve]'", capsys)
 
 
 def test_json_errors_are_json(client):
