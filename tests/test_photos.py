@@ -236,7 +236,7 @@ def test_explain_figure_marks_dropped_ink(phone_photos: tuple[Path, list[photos.
         files.load_digit(path, path.name)
     photo = folder / "shadow-000.jpg"
     image = decode.read_image(photo, photo.name)
-    steps = mnist_style.preprocess(decode._to_gray(image), photo.name)
+    steps = mnist_style.preprocess(decode.to_gray(image), photo.name)
     assert steps.chosen.any() and not (steps.chosen & ~steps.ink).any()
     figure = np.asarray(explain.figure(image, steps, photo.name))
     assert np.array_equal(steps.digit, files.load_digit(photo, photo.name))
