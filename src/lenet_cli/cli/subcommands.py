@@ -156,7 +156,7 @@ class LenetTrainer(Trainer):
                 ``with_preprocessing``).
             ckpt_path: {ckpt_path}
             format: ``onnx`` (one self-contained file) or ``pt2`` (``torch.export.save``).
-            output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the working folder.
+            output: The file to write; default ``lenet.onnx`` / ``lenet.pt2`` in the run folder (runs/<name>/version_N/).
             with_preprocessing: Export a model that takes uint8 (N, 28, 28) digits and resizes and
                 normalises them itself.
         """
