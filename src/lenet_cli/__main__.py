@@ -1,4 +1,4 @@
-"""``lenet``: ``lenet read`` answered by the torch-free reader; every other subcommand by the LightningCLI.
+"""``lenet``: ``lenet read`` (and a plain ``lenet serve``) answered without torch; the rest by the LightningCLI.
 
 ``read`` is dispatched before anything heavy is imported: torch, Lightning and jsonargparse take ~3 s
 of a 2-core CPU to import, the reader ~0.2 s. The reader-only install (``reader/``) has no
@@ -23,6 +23,13 @@ def main(args: Sequence[str] | None = None) -> None:
         if args is None or status:
             sys.exit(status)
         return
+    if words[:1] == ["serve"] and _torch_free_serve(words[1:]):
+        from lenet_cli.serving.cli import main as serve  # noqa: PLC0415 - LitServe and ONNX Runtime, no torch
+
+        status = serve(words[1:])
+        if args is None or status:
+            sys.exit(status)
+        return
     try:
         from lenet_cli.cli.main import main as lightning_cli  # noqa: PLC0415
     except ImportError as error:  # the reader-only install, or a broken torch
@@ -38,6 +45,16 @@ def main(args: Sequence[str] | None = None) -> None:
         )
         sys.exit(2)
     lightning_cli(None if args is None else list(args))
+
+
+def _torch_free_serve(words: list[str]) -> bool:
+    """``lenet serve`` with only its own options (no ``--ckpt_path``, ``--config``, ``--help`` ...): the bundled
+    model or ``--model FILE.onnx``, served without the LightningCLI (lenet_cli.serving.cli)."""
+    try:
+        from lenet_cli.serving.cli import answers  # noqa: PLC0415
+    except ImportError:  # no LitServe: the LightningCLI's serve says what to install
+        return False
+    return answers(words)
 
 
 if __name__ == "__main__":

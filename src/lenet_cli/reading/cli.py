@@ -18,14 +18,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 
 from lenet_cli.errors import LenetError, escaped
 from lenet_cli.images.decode import read_grayscale
 from lenet_cli.images.files import list_files
-from lenet_cli.reading.reader import Reader
+from lenet_cli.reading.reader import Reader, as_json
 from lenet_cli.reading.result import Reading
 
 # The line `lenet --help` starts with (lenet_cli.cli.help) and the reader-only install prints.
@@ -102,28 +102,12 @@ def _gray(source: Path | BinaryIO, name: str) -> np.ndarray:
     return read_grayscale(source, escaped(name))
 
 
-def _line(name: str, reading: Reading, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(as_dict(name, reading), ensure_ascii=False)
+def _line(name: str, reading: Reading, in_json: bool) -> str:
+    if in_json:
+        return json.dumps({"path": name, **as_json(reading)}, ensure_ascii=False)
     if reading.found:
         return f"{escaped(name)}: {reading.text} (confidence {reading.confidence:.2f})"
     return f"{escaped(name)}: no digit ({reading.note or 'nothing read'})"
-
-
-def as_dict(name: str, reading: Reading) -> dict[str, Any]:
-    """One picture's reading as JSON (``lenet read --json``; ``lenet serve`` answers the same keys)."""
-    answer: dict[str, Any] = {
-        "path": name,
-        "text": reading.text,
-        "confidence": round(reading.confidence, 6),
-        "digits": [
-            {"text": digit.text, "confidence": round(digit.confidence, 6), "box": list(digit.box)}
-            for digit in reading.digits
-        ],
-    }
-    if reading.note:
-        answer["note"] = reading.note
-    return answer
 
 
 def _error(message: str) -> None:

@@ -70,6 +70,21 @@ class Reader:
         return self.classifier(fields)
 
 
+def as_json(reading: Reading) -> dict[str, Any]:
+    """A reading as JSON (``lenet read --json``, ``lenet serve``): text, confidence, digits, and note if any."""
+    answer: dict[str, Any] = {
+        "text": reading.text,
+        "confidence": round(reading.confidence, 6),
+        "digits": [
+            {"text": digit.text, "confidence": round(digit.confidence, 6), "box": list(digit.box)}
+            for digit in reading.digits
+        ],
+    }
+    if reading.note:
+        answer["note"] = reading.note
+    return answer
+
+
 _default: Reader | None = None
 
 
@@ -121,4 +136,4 @@ def describe(image: Any) -> str:
     return type(image).__name__
 
 
-__all__ = ["BadImage", "ImageLike", "LenetError", "Reader", "read"]
+__all__ = ["BadImage", "ImageLike", "LenetError", "Reader", "as_json", "read"]
