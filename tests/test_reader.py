@@ -262,3 +262,13 @@ def test_python_dash_m_lenet_read_exit_status(digit_files: Path) -> None:
         capture_output=True, text=True, env=child_env(), timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and result.stdout.endswith("no digit (the image is one flat colour)\n")
+
+
+def test_the_reader_distribution_has_the_packages_version() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from tests.helpers import ROOT
+
+    reader = tomllib.loads((ROOT / "reader" / "pyproject.toml").read_text())["project"]
+    assert reader["version"] == lenet_cli.__version__
+    assert not [name for name in reader["dependencies"] if name.split(">")[0] in ("torch", "lightning")]
