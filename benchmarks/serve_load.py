@@ -47,7 +47,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from lenet_cli.checkpoints.pretrained import cpu_name
+from tools.make_pretrained import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
