@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,7 +24,7 @@ from PIL import Image
 from lenet_cli.errors import LenetError
 from lenet_cli.images.decode import WORK_SIZE, BadImage, read_grayscale, to_gray
 from lenet_cli.reading.model import OnnxClassifier
-from lenet_cli.reading.pipeline import decide, propose
+from lenet_cli.reading.pipeline import Proposal, decide, propose
 from lenet_cli.reading.result import Reading
 
 # What read() takes: a file path, the bytes of an image file, a PIL image, or pixels (H, W), (H, W, 3|4).
@@ -55,7 +55,10 @@ class Reader:
 
     def read_grays(self, grays: Iterable[np.ndarray], names: Iterable[str]) -> list[Reading]:
         """The digits in decoded pictures (float32 (H, W) intensities, as ``images.decode`` gives)."""
-        proposals = [propose(pixels, name) for pixels, name in zip(grays, names, strict=True)]
+        return self.decide([propose(pixels, name) for pixels, name in zip(grays, names, strict=True)])
+
+    def decide(self, proposals: Sequence[Proposal]) -> list[Reading]:
+        """What each picture's proposed fields read as: all fields classified in one call."""
         fields = [proposal.fields for proposal in proposals]
         logits = self.classifier(np.concatenate(fields)) if fields else np.zeros((0, 10), np.float32)
         readings, start = [], 0

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import litserve as ls
 from fastapi import FastAPI
 from starlette.responses import FileResponse
@@ -52,6 +53,9 @@ def serve(
 ) -> None:
     """Serve the ONNX ``model`` (``lenet export``'s, with or without preprocessing; ``None``: the bundled one)
     until Ctrl-C or SIGTERM, then stop every process and return."""
+    # The gateway processes (forked: they inherit it) find digits in one picture at a time per thread:
+    # OpenCV's thread pool only adds contention there (see lenet_cli.reading.cli).
+    cv2.setNumThreads(1)
     server = ls.LitServer(
         DigitAPI(model, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
