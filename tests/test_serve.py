@@ -299,3 +299,34 @@ def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path,
 def test_json_errors_are_json(client):
     answer = client.post("/predict", content=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and json.loads(answer.text)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--port", "80"], "--port 80: choose a port from 1024 to 65535", id="privileged-port"),
+        pytest.param(["--host=localhost"], "--host localhost", id="host"),
+        pytest.param(["--model", "missing.onnx"], "--model missing.onnx: does not exist", id="missing-model"),
+        pytest.param(["--model", "bad.onnx"], "--model bad.onnx: not an ONNX model", id="bad-model"),
+        pytest.param(["--port", "eighty"], "argument --port: invalid int value", id="not-a-number"),
+    ],
+)
+def test_torch_free_serve_mistakes_end_in_one_line(args, message, tmp_path, monkeypatch, capsys):
+    """A plain ``lenet serve`` (no --ckpt_path, --config ...) is answered without the LightningCLI: same rule."""
+    from lenet_cli.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.onnx").write_text("not a model")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", *args])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ") and message in error, error
+
+
+def test_plain_serve_goes_to_the_torch_free_server_and_the_rest_to_the_lightning_cli():
+    from lenet_cli.serving.cli import answers
+
+    assert answers([]) and answers(["--port", "8001", "--model=x.onnx", "--max_batch_size", "4"])
+    assert not answers(["--ckpt_path", "best"]) and not answers(["--config", "c.yaml"]) and not answers(["--help"])
+    assert not answers(["--model.lr=0.1"]) and not answers(["--data.input_mode", "pad"])

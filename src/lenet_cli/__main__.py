@@ -50,10 +50,8 @@ def main(args: Sequence[str] | None = None) -> None:
 def _torch_free_serve(words: list[str]) -> bool:
     """``lenet serve`` with only its own options (no ``--ckpt_path``, ``--config``, ``--help`` ...): the bundled
     model or ``--model FILE.onnx``, served without the LightningCLI (lenet_cli.serving.cli)."""
-    try:
-        from lenet_cli.serving.cli import answers  # noqa: PLC0415
-    except ImportError:  # no LitServe: the LightningCLI's serve says what to install
-        return False
+    from lenet_cli.serving.cli import answers  # noqa: PLC0415 - argparse and socket only
+
     return answers(words)
 
 
