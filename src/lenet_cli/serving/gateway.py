@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +67,7 @@ class Gateway:
             return
         except _ClientGone:
             return
-        forwarded = json.dumps(self._payload(proposals, uploads, return_input)).encode()
+        forwarded = json.dumps(self._payload(proposals, uploads, return_input), default=int).encode()  # numpy ints
         headers = [(key, value) for key, value in scope["headers"] if key not in _BODY_HEADERS]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(forwarded)).encode())]
         await self.app(dict(scope, headers=headers), _replay(forwarded, receive), send)
@@ -101,11 +102,21 @@ class Gateway:
         return {
             "fields": base64.b64encode(fields.tobytes()).decode("ascii"),
             "counts": [len(proposal.fields) for proposal in proposals],
-            "boxes": [proposal.boxes for proposal in proposals],
-            "notes": [proposal.note for proposal in proposals],
+            "proposals": [carried(proposal) for proposal in proposals],
             "names": [upload.name for upload in uploads],
             "seen": [png_base64(proposal.fields) for proposal in proposals] if return_input else None,
         }
+
+
+def carried(proposal: Proposal) -> dict[str, Any]:
+    """What the worker's ``decide`` needs of a proposal besides its fields: every member of the dataclass
+    (boxes, note, and whatever the pipeline adds) but the fields (sent as bytes) and ``steps`` (pictures
+    for --data.explain_dir). serving.worker rebuilds the Proposal from it."""
+    return {
+        member.name: getattr(proposal, member.name)
+        for member in dataclasses.fields(proposal)
+        if member.name not in ("fields", "steps")
+    }
 
 
 def png_base64(fields: np.ndarray) -> str | None:

@@ -24,6 +24,15 @@ from lenet_cli.serving import processes
 FIELD = 28
 
 
+def _tuples(value: Any) -> Any:
+    """JSON's lists back into the tuples the pipeline uses: a list of numbers (a box, a cut) becomes a tuple."""
+    if isinstance(value, list):
+        if value and all(isinstance(item, int) for item in value):
+            return tuple(value)
+        return [_tuples(item) for item in value]
+    return value
+
+
 class DigitAPI(ls.LitAPI):
     """Each image's text, confidence and digits (with boxes), or "no digit" and why.
 
@@ -72,8 +81,8 @@ class DigitAPI(ls.LitAPI):
         for index, name in enumerate(request["names"]):
             count = request["counts"][index]
             fields = request["fields"][start : start + count]
-            boxes = [tuple(box) for box in request["boxes"][index]]
-            proposal = Proposal(fields, boxes, note=request["notes"][index])
+            members = {name: _tuples(value) for name, value in request["proposals"][index].items()}
+            proposal = Proposal(fields=fields, **members)
             reading = decide(proposal, logits[start : start + count], self.classifier.calibration)
             start += count
             prediction = {"name": name, **as_json(reading)}
