@@ -13,14 +13,19 @@ and for the mixed run the bad requests' statuses (each must be a 4xx). Runs, ``-
 ``fastapi`` (the baseline: one uvicorn process, the same decoding and network, one torch thread),
 ``litserve`` (``lenet serve --max_batch_size 1``), ``litserve-batch`` (its defaults: batching) and
 ``litserve-mixed`` (the defaults, every ``--bad-every``-th request bad: not an image, empty, wrong
-Content-Type, malformed JSON, bad base64, no digit, a body declared over the size limit). Then
+Content-Type, malformed JSON, bad base64, no digit, a body declared over the size limit), ``reader`` (a
+plain ``lenet serve``: the bundled model on ONNX Runtime, started without torch) and, with
+``--before SRC``, ``before`` (``lenet serve --ckpt_path pretrained`` from another checkout's src/: the
+server the reader replaced, its torch worker, measured in the same run). Then
 ``--soak`` seconds of load on a fresh ``lenet serve``, the resident memory of its processes summed
 every 10 s. The CPU is shared by client and server: compare runs of one invocation.
 
 ``startup``: wall time of everyday commands, each in a new process from a prepared folder, beside the
 import floor (``python -c "import torch, lightning.pytorch"``, what any Lightning program pays) run in
-the same round: ``lenet --help``, ``lenet fit --help``, ``lenet predict`` on one PNG (bundled model)
-and ``lenet serve`` up to its first healthy ``/health``. Medians over ``--rounds``.
+the same round: ``lenet --help``, ``lenet fit --help``, ``lenet predict`` on one PNG (bundled model),
+``lenet serve --ckpt_path pretrained`` (through the LightningCLI) and a plain ``lenet serve`` (no torch)
+up to their first healthy ``/health``. Medians over ``--rounds``. (``lenet read``'s cold start:
+benchmarks/reading.py speed.)
 """
 
 from __future__ import annotations
@@ -113,15 +118,20 @@ def healthy(port: int, process: subprocess.Popen, timeout: float = 120.0) -> flo
 
 
 @contextlib.contextmanager
-def server(name: str, ckpt_path: str, *extra: str) -> Iterator[tuple[int, float, int]]:
-    """(port, seconds to healthy, pid) of a running ``fastapi`` baseline or ``lenet serve EXTRA``; stopped after."""
+def server(name: str, ckpt_path: str | None, *extra: str, src: Path | None = None) -> Iterator[tuple[int, float, int]]:
+    """(port, seconds to healthy, pid) of a running ``fastapi`` baseline or ``lenet serve EXTRA`` (``ckpt_path``
+    None: a plain ``lenet serve``; ``src``: another checkout's src/ first on the path); stopped after."""
     port = free_port()
+    checkpoint = ["--ckpt_path", ckpt_path] if ckpt_path is not None else []
     if name == "fastapi":
-        command = [sys.executable, __file__, "baseline-server", "--ckpt_path", ckpt_path, "--port", str(port)]
+        command = [sys.executable, __file__, "baseline-server", *checkpoint, "--port", str(port)]
     else:
-        command = [sys.executable, "-m", "lenet_cli", "serve", "--ckpt_path", ckpt_path, "--port", str(port), *extra]
+        command = [sys.executable, "-m", "lenet_cli", "serve", *checkpoint, "--port", str(port), *extra]
+    environment = child_environment()
+    if src is not None:
+        environment["PYTHONPATH"] = os.pathsep.join([str(src), environment["PYTHONPATH"]])
     began = time.perf_counter()
-    process = subprocess.Popen(command, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)  # fmt: skip
     try:
         yield port, healthy(port, process) - began, process.pid
@@ -256,12 +266,17 @@ def summary(results: list[tuple[str, int, float]], seconds: float) -> dict[str, 
 def load(options: argparse.Namespace) -> None:
     record = header("cpu", options.rounds, ("litserve", "fastapi"))
     good, bad = requests()
-    runs = {"fastapi": (), "litserve": ("--max_batch_size", "1"), "litserve-batch": (), "litserve-mixed": ()}
+    runs = {"fastapi": (), "litserve": ("--max_batch_size", "1"), "litserve-batch": (), "litserve-mixed": (),
+            "reader": ()}  # fmt: skip
+    if options.before:
+        runs["before"] = ()
     results: dict[str, Any] = {"runs": []}
     print("| run | good req/s | p50 ms | p95 ms | p99 ms | errors | bad | bad 4xx | bad 5xx | start s |")
     for _ in range(options.rounds):
         for name, extra in runs.items():
-            with server(name, options.ckpt_path, *extra) as (port, started, _pid):
+            ckpt_path = None if name == "reader" else options.ckpt_path
+            src = options.before if name == "before" else None
+            with server(name, ckpt_path, *extra, src=src) as (port, started, _pid):
                 mixed = bad if name == "litserve-mixed" else []
                 numbers = summary(
                     run_load(port, options, good, mixed, options.seconds, options.warmup), options.seconds
@@ -294,7 +309,7 @@ def startup(options: argparse.Namespace) -> None:
         "fit_help": [*lenet, "fit", "--help"],
         "predict_one": [*lenet, "predict", "--data.predict_path=one.png", "--trainer.enable_progress_bar=false"],
     }
-    samples: dict[str, list[float]] = {name: [] for name in [*commands, "serve_healthy"]}
+    samples: dict[str, list[float]] = {name: [] for name in [*commands, "serve_healthy", "serve_reader_healthy"]}
     with tempfile.TemporaryDirectory(prefix="lenet-startup-") as folder:
         from PIL import Image
 
@@ -308,6 +323,8 @@ def startup(options: argparse.Namespace) -> None:
                 samples[name].append(time.perf_counter() - began)
             with server("litserve", "pretrained") as (_port, started, _pid):
                 samples["serve_healthy"].append(started)
+            with server("reader", None) as (_port, started, _pid):
+                samples["serve_reader_healthy"].append(started)
             print(", ".join(f"{name} {times[-1]:.2f} s" for name, times in samples.items()), flush=True)
     results = {}
     for name, times in samples.items():
@@ -329,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--rounds", type=int, default=2, help="times each server is measured, interleaved")
     mode.add_argument("--bad-every", type=int, default=10, help="every Nth request of the mixed run is bad")
     mode.add_argument("--soak", type=float, default=60.0, help="seconds of the memory soak (0: none)")
+    mode.add_argument("--before", type=Path, help="src/ of another checkout: also measure its lenet serve")
     mode = modes.add_parser("startup", help="wall time of everyday commands beside the import floor")
     mode.add_argument("--rounds", type=int, default=5, help="rounds of the floor and every command")
     for mode in modes.choices.values():

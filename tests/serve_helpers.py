@@ -23,7 +23,8 @@ START_TIMEOUT = 120.0  # seconds: imports of Lightning and torch on a busy 2-cor
 class ServerProcess:
     """``python -m lenet_cli serve ...`` in its own session (so that its whole process group can be ended)."""
 
-    def __init__(self, ckpt_path: Path, workdir: Path, *extra: str) -> None:
+    def __init__(self, ckpt_path: Path | None, workdir: Path, *extra: str) -> None:
+        """``ckpt_path`` None: the bundled model, served without torch (lenet_cli.serving.cli)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = workdir / f"serve-{self.port}.err"
@@ -32,8 +33,7 @@ class ServerProcess:
             "-m",
             "lenet_cli",
             "serve",
-            "--ckpt_path",
-            str(ckpt_path),
+            *(["--ckpt_path", str(ckpt_path)] if ckpt_path is not None else []),
             "--port",
             str(self.port),
             *extra,

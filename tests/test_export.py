@@ -200,7 +200,7 @@ def test_help_does_not_import_the_onnx_tools() -> None:
 
 CHECKPOINT = ["--ckpt_path", "{checkpoint}"]
 BAD_EXPORTS = [
-    pytest.param([], "needs --ckpt_path", id="no checkpoint"),
+    pytest.param(["--ckpt_path", "untrained"], "lenet export needs weights", id="untrained"),
     pytest.param(["--ckpt_path", "{tmp}/none.ckpt"], "does not exist", id="missing checkpoint"),
     pytest.param([*CHECKPOINT, "--format", "tflite"], "format", id="unknown format"),
     pytest.param([*CHECKPOINT, "--output", "{tmp}/a_file/lenet.onnx"], "is a file", id="output below a file"),
@@ -247,6 +247,26 @@ def test_failed_export_keeps_the_earlier_file(
 
     monkeypatch.setattr(torch.onnx, "export", exporter_fails)
     with pytest.raises(RuntimeError, match="exporter bug"):  # not a user error: a traceback
-        run_cli(["export", *CPU, "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")])
+        run_cli(
+            ["export", *CPU, "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt"), "--output", "lenet.onnx"]
+        )
     assert (tmp_path / "lenet.onnx").read_bytes() == b"an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.onnx"]
+
+
+def test_export_defaults_to_the_bundled_model_and_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --ckpt_path: the bundled model; no --output: lenet.onnx in the run folder, never the working folder."""
+    monkeypatch.chdir(tmp_path)
+    run_cli(["export", *CPU, "--with_preprocessing", "true"])
+    run_cli(["export", *CPU, "--with_preprocessing", "true"])  # a second export: a new run folder
+    out, err = capsys.readouterr()
+    first, second = (tmp_path / "runs" / "lenet" / f"version_{n}" / "lenet.onnx" for n in (0, 1))
+    assert "no --ckpt_path: using the robust LeNet bundled with lenet-cli" in err + out
+    assert f"wrote {first.relative_to(tmp_path)} (onnx" in out and f"wrote {second.relative_to(tmp_path)} (onnx" in out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]
+    # The same network as the reader's bundled ONNX file (made by tools/make_pretrained.py this way).
+    from lenet_cli.reading.model import bundled_path
+
+    assert first.read_bytes() == second.read_bytes() == bundled_path().read_bytes()

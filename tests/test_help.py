@@ -33,7 +33,10 @@ def test_top_level_help_says_what_lenet_is(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(sys, "argv", [str(ROOT / "src" / "lenet_cli" / "__main__.py")])
     text = help_text(["--help"], capsys)
     assert text.startswith("usage: lenet [-c CONFIG] {fit,validate,test,predict,export,serve,runs}")
-    assert "LeNet-5 digit classifier" in text and "Lightning Trainer command line tool" not in text
+    flat = " ".join(text.split())
+    assert "LeNet-5 digit classifier" in flat and "Lightning Trainer command line tool" not in text
+    # `lenet read` comes first, as the way to read a digit
+    assert flat.index("`lenet read photo.jpg`") < flat.index("LeNet-5 digit classifier") < flat.index("options:")
     for subcommand in ("fit", "validate", "test", "predict", "runs"):
         assert f"\n    {subcommand} " in text
 

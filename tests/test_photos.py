@@ -239,7 +239,7 @@ def test_explain_figure_marks_dropped_ink(phone_photos: tuple[Path, list[photos.
     for name, drops_ink in (("shadow-006.jpg", True), ("shadow-000.jpg", False)):
         photo = folder / name
         image = decode.read_image(photo, photo.name)
-        steps = mnist_style.preprocess(decode._to_gray(image), photo.name)
+        steps = mnist_style.preprocess(decode.to_gray(image), photo.name)
         assert steps.chosen.any() and not (steps.chosen & ~steps.ink).any()
         assert (steps.ink & ~steps.chosen).any() == drops_ink, name
         figure = np.asarray(explain.figure(image, steps, photo.name))

@@ -44,25 +44,32 @@ def test_mnist_digits_are_answered_right(client, mnist_200):
     assert answer.status_code == 200, answer.text
     predictions = answer.json()["predictions"]
     assert [prediction["name"] for prediction in predictions] == [f"{number}.png" for number in range(64)]
-    predicted = [prediction["class"] for prediction in predictions]
-    predicted += [post_png(client, digit).json()["class"] for digit in digits[64:]]
-    accuracy = float(np.mean(np.array(predicted) == labels))
+    predicted = [prediction["text"] for prediction in predictions]
+    predicted += [post_png(client, digit).json()["text"] for digit in digits[64:]]
+    accuracy = float(np.mean(np.array(predicted) == labels.astype(str)))
     assert accuracy >= 0.9, accuracy
 
 
-def test_answer_has_class_confidence_top3_and_the_input_on_request(client, mnist_200):
+def test_answer_has_text_confidence_digits_and_the_input_on_request(client, mnist_200):
     digit, label = mnist_200[0][0], int(mnist_200[1][0])
     answer = post_png(client, digit, return_input="true").json()
-    assert answer["class"] == label
-    assert answer["top3"][0]["class"] == label
-    probabilities = [entry["probability"] for entry in answer["top3"]]
-    assert probabilities == sorted(probabilities, reverse=True) and 0.5 < answer["confidence"] == probabilities[0] <= 1
+    assert answer["text"] == str(label) and "note" not in answer
+    assert [entry["text"] for entry in answer["digits"]] == [str(label)]
+    assert 0.5 < answer["confidence"] == answer["digits"][0]["confidence"] <= 1
+    left, top, width, height = answer["digits"][0]["box"]  # in the 28×28 picture sent
+    assert 0 <= left < 28 and 0 <= top < 28 and 4 <= width <= 28 and 10 <= height <= 28
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input_png"]))))
-    assert seen.shape == (28, 28)
-    np.testing.assert_array_equal(
-        seen, files.load_digit(io.BytesIO(png(digit)), "digit")
-    )  # as `lenet predict` prepares it
+    np.testing.assert_array_equal(seen, files.load_digit(io.BytesIO(png(digit)), "digit"))  # as `lenet predict` sees it
     assert "input_png" not in post_png(client, digit).json()
+
+
+def test_no_digit_is_an_answer_with_a_note_not_an_error(client):
+    answer = client.post(
+        "/predict", content=png(np.full((28, 28), 255, np.uint8)), headers={"Content-Type": "image/png"}
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"name": "image", "text": "", "confidence": 0.0, "digits": [],
+                             "note": "the image is one flat colour"}  # fmt: skip
 
 
 def test_every_way_of_sending_an_image_gives_the_same_answer(client, mnist_200):
@@ -78,22 +85,21 @@ def test_every_way_of_sending_an_image_gives_the_same_answer(client, mnist_200):
     ]
     assert [answer.status_code for answer in answers] == [200] * len(answers)
     singles = [answer.json() for answer in answers[:-1]] + answers[-1].json()["predictions"]
-    assert len({(single["class"], single["confidence"]) for single in singles}) == 1
+    assert len({(single["text"], single["confidence"]) for single in singles}) == 1
 
 
 def test_phone_style_photos_are_answered_right(client, mnist_200):
     digits, labels = mnist_200
     photos = [photo_like(digit, seed) for seed, digit in enumerate(digits[:30])]
     predicted = [
-        client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}).json()["class"]
+        client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}).json()["text"]
         for photo in photos
     ]
-    accuracy = float(np.mean(np.array(predicted) == labels[:30]))
+    accuracy = float(np.mean(np.array(predicted) == labels[:30].astype(str)))
     assert accuracy >= 0.8, accuracy
 
 
 def _bad_requests() -> list:
-    flat = png(np.full((28, 28), 255, np.uint8))
     digit = png(np.pad(np.full((10, 4), 255, np.uint8), 9))
     return [
         pytest.param(
@@ -147,7 +153,6 @@ def _bad_requests() -> list:
             "",
             id="malformed-multipart",
         ),
-        pytest.param({"content": flat, "headers": {"Content-Type": "image/png"}}, 400, "no digit", id="no-digit"),
         pytest.param(
             {"json": {"images": [base64.b64encode(digit).decode()] * 65}}, 413, "at most 64", id="too-many-images"
         ),
@@ -162,7 +167,7 @@ def test_bad_request_gets_a_4xx_with_a_json_message(client, mnist_200, request_k
     detail = answer.json()["detail"]
     assert isinstance(detail, str) and message in detail and "\n" not in detail
     # The server goes on serving.
-    assert post_png(client, mnist_200[0][0]).json()["class"] == mnist_200[1][0]
+    assert post_png(client, mnist_200[0][0]).json()["text"] == str(mnist_200[1][0])
 
 
 def test_wrong_method_and_unknown_path_are_4xx(client):
@@ -189,12 +194,12 @@ def test_concurrent_clients_all_get_their_own_answers(digit_server, mnist_200):
 
     def one_client(number: int) -> list[tuple[int, int]]:
         with httpx.Client(base_url=digit_server.url, timeout=30) as client:
-            return [(index, post_png(client, digits[index]).json()["class"]) for index in range(number, 160, 8)]
+            return [(index, post_png(client, digits[index]).json()["text"]) for index in range(number, 160, 8)]
 
     with ThreadPoolExecutor(8) as pool:
         concurrent = dict(answer for answers in pool.map(one_client, range(8)) for answer in answers)
     with httpx.Client(base_url=digit_server.url, timeout=30) as client:
-        alone = {index: post_png(client, digits[index]).json()["class"] for index in range(0, 160, 5)}
+        alone = {index: post_png(client, digits[index]).json()["text"] for index in range(0, 160, 5)}
     assert len(concurrent) == 160
     assert all(concurrent[index] == answer for index, answer in alone.items())
 
@@ -237,7 +242,7 @@ def test_sigterm_stops_every_process_cleanly(spare_server):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param([], "needs --ckpt_path", id="no-checkpoint"),
+        pytest.param(["--ckpt_path", "untrained"], "lenet serve needs weights", id="untrained"),
         pytest.param(["--ckpt_path", "missing.ckpt"], "does not exist", id="missing-checkpoint"),
         pytest.param(["--ckpt_path", "CKPT", "--port", "80"], "--port 80", id="privileged-port"),
         pytest.param(
@@ -277,3 +282,34 @@ def test_without_litserve_one_line_says_how_to_install_it(trained_run, tmp_path,
 def test_json_errors_are_json(client):
     answer = client.post("/predict", content=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and json.loads(answer.text)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--port", "80"], "--port 80: choose a port from 1024 to 65535", id="privileged-port"),
+        pytest.param(["--host=localhost"], "--host localhost", id="host"),
+        pytest.param(["--model", "missing.onnx"], "--model missing.onnx: does not exist", id="missing-model"),
+        pytest.param(["--model", "bad.onnx"], "--model bad.onnx: not an ONNX model", id="bad-model"),
+        pytest.param(["--port", "eighty"], "argument --port: invalid int value", id="not-a-number"),
+    ],
+)
+def test_torch_free_serve_mistakes_end_in_one_line(args, message, tmp_path, monkeypatch, capsys):
+    """A plain ``lenet serve`` (no --ckpt_path, --config ...) is answered without the LightningCLI: same rule."""
+    from lenet_cli.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.onnx").write_text("not a model")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", *args])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ") and message in error, error
+
+
+def test_plain_serve_goes_to_the_torch_free_server_and_the_rest_to_the_lightning_cli():
+    from lenet_cli.serving.cli import answers
+
+    assert answers([]) and answers(["--port", "8001", "--model=x.onnx", "--max_batch_size", "4"])
+    assert not answers(["--ckpt_path", "best"]) and not answers(["--config", "c.yaml"]) and not answers(["--help"])
+    assert not answers(["--model.lr=0.1"]) and not answers(["--data.input_mode", "pad"])

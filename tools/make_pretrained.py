@@ -2,10 +2,16 @@
 
     python tools/make_pretrained.py --config configs/robust.yaml --seed 1
 
-trains on the CPU, tests the best checkpoint, and writes ``lenet-robust.ckpt`` and ``lenet-robust.json``
-(the command, versions, machine, accuracies) into the package; paste the sha256 it prints into
-``lenet_cli.checkpoints.pretrained.SHA256``. Bit-identical twice on the 2-core AMD EPYC; another machine
-may round differently. Not part of the package: it drives ``lenet fit`` and ``lenet test``.
+trains on the CPU, tests the best checkpoint, and writes ``lenet-robust.ckpt``, ``lenet-robust.json``
+(the command, versions, machine, accuracies) and ``lenet-robust.onnx`` (the same network with its
+preprocessing, for ``lenet read``) into the package; paste the two sha256 it prints into
+``lenet_cli.checkpoints.pretrained.SHA256`` and ``lenet_cli.reading.model.BUNDLED_SHA256``.
+
+    python tools/make_pretrained.py --onnx-only
+
+writes only ``lenet-robust.onnx`` again, from the bundled checkpoint (after a retrain, or a new exporter).
+Both bit-identical twice on the 2-core AMD EPYC; another machine may round differently. Not part of the
+package: it drives ``lenet fit``, ``lenet test`` and ``lenet export``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import torch
 
 from lenet_cli.checkpoints import load
-from lenet_cli.checkpoints.pretrained import FILE, KEPT, RECORD, folder
+from lenet_cli.checkpoints.pretrained import FILE, KEPT, ONNX_FILE, RECORD, folder
 from lenet_cli.cli.main import main as lenet
 
 
@@ -88,6 +94,25 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
     return entry
 
 
+def export_onnx(out: Path) -> str:
+    """``out/ONNX_FILE``: ``out/FILE`` exported by ``lenet export`` with its preprocessing (uint8 (N, 28, 28)
+    digits → logits), as ``lenet read`` and ``lenet serve`` run it; returns its sha256.
+
+    The exporter's output is deterministic for one torch/onnx/onnxscript version (the same bytes twice on
+    the 2-core AMD EPYC); another version may write other bytes that compute the same: paste the new sha256.
+    """
+    target = out.resolve() / ONNX_FILE
+    with tempfile.TemporaryDirectory() as scratch:
+        previous = Path.cwd()
+        os.chdir(scratch)  # export's run folder, not the checkout
+        try:
+            lenet(["export", "--ckpt_path", str(out.resolve() / FILE), "--format", "onnx",
+                   "--with_preprocessing", "true", "--output", str(target)])  # fmt: skip
+        finally:
+            os.chdir(previous)
+    return load.sha256(target)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -103,10 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=Path("configs/robust.yaml"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=folder(), help="where to write (default: the package's folder)")
+    parser.add_argument("--onnx-only", action="store_true", help="only export the bundled checkpoint to ONNX again")
     parser.add_argument("extra", nargs="*", help="more `lenet fit` options, after --")
     arguments = parser.parse_args(argv)
+    if arguments.onnx_only:
+        print(json.dumps({"onnx_sha256": export_onnx(arguments.out)}))
+        return
     entry = build(arguments.config, arguments.seed, arguments.out, arguments.extra)
-    print(json.dumps({key: entry[key] for key in ("test_accuracy", "best_epoch", "sha256", "bytes")}))
+    summary = {key: entry[key] for key in ("test_accuracy", "best_epoch", "sha256", "bytes")}
+    print(json.dumps(summary | {"onnx_sha256": export_onnx(arguments.out)}))
 
 
 if __name__ == "__main__":

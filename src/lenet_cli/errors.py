@@ -7,10 +7,6 @@ import os
 import sys
 from typing import TextIO
 
-import torch
-from jsonargparse import ArgumentError
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-
 DEBUG_VARIABLE = "LENET_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
 
 
@@ -22,8 +18,17 @@ class LenetError(Exception):
     """
 
 
-# Errors a user causes and can fix: main() prints them as one line. Anything else is a bug: traceback.
-USER_ERRORS = (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user causes and can fix: main() prints them as one line. Anything else is a bug: traceback.
+
+    Imported here, not at the top: this module is on ``lenet read``'s path, which never loads torch,
+    jsonargparse or Lightning (the training commands have them loaded by the time they ask).
+    """
+    import torch  # noqa: PLC0415
+    from jsonargparse import ArgumentError  # noqa: PLC0415
+    from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: PLC0415
+
+    return (LenetError, ArgumentError, MisconfigurationException, OSError, torch.cuda.OutOfMemoryError)
 
 
 def escaped(name: object) -> str:
@@ -80,6 +85,9 @@ def describe(error: BaseException, subcommand: str | None = None) -> str:
     message = escaped(message)
     if isinstance(error, LenetError):
         return message
+    import torch  # noqa: PLC0415 - see user_errors
+    from jsonargparse import ArgumentError  # noqa: PLC0415
+
     if isinstance(error, ArgumentError):
         return f"{message} (`lenet {subcommand + ' ' if subcommand else ''}--help` lists the options)"
     if isinstance(error, torch.cuda.OutOfMemoryError):

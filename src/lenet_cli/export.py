@@ -79,11 +79,11 @@ def run(
     """
     if format not in FORMATS:
         raise LenetError(f"--format {format}: unknown format; use one of {', '.join(FORMATS)}")
-    if ckpt_path is None:
+    if ckpt_path is None:  # `--ckpt_path untrained`: the bundled model is the default (runs/ckpt_path.py)
         raise LenetError(
-            "lenet export needs --ckpt_path (best, last, pretrained or a checkpoint file): the weights to export"
+            "lenet export needs weights: --ckpt_path best, last, pretrained or a checkpoint file (untrained has none)"
         )
-    target = output_path(output, format)
+    target = output_path(output, format, Path(trainer.log_dir or trainer.default_root_dir))
     if format == "onnx":
         require_onnx_tools()
     pad = datamodule is not None and datamodule.hparams.get("input_mode") == "pad"
@@ -106,6 +106,7 @@ def run(
     info = metadata(model, load.sha256(ckpt_path), input_mode, with_preprocessing)
     example = example_input(model, with_preprocessing)
 
+    target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replace_atomically(target) as temporary:
         if format == "onnx":
             write_onnx(classifier, example, temporary, info)
@@ -117,9 +118,14 @@ def run(
     return target
 
 
-def output_path(output: str | None, format: str) -> Path:
-    """The file to write, checked before any work: a writable folder, a suffix that matches ``format``."""
-    target = Path(output if output else f"lenet.{format}").expanduser()
+def output_path(output: str | None, format: str, run_folder: Path) -> Path:
+    """The file to write, checked before any work: a writable folder, a suffix that matches ``format``.
+
+    Without ``--output``, ``lenet.onnx`` / ``lenet.pt2`` in the command's run folder (runs/<name>/version_N/,
+    made only once the export is about to be written): never into the working folder, where a second
+    export would replace the first.
+    """
+    target = Path(output).expanduser() if output else run_folder / f"lenet.{format}"
     if target.is_dir():
         raise LenetError(f"--output {output}: is a folder; name the file to write (e.g. {target / f'lenet.{format}'})")
     other = next((name for name in FORMATS if name != format and target.suffix == f".{name}"), None)

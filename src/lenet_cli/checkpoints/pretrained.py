@@ -21,10 +21,14 @@ from typing import Any
 
 from lenet_cli.checkpoints import load
 from lenet_cli.errors import LenetError
+from lenet_cli.reading.model import BUNDLED_FILE, BUNDLED_SHA256
 
 FILE = "lenet-robust.ckpt"
 RECORD = "lenet-robust.json"
 SHA256 = "15f62c1c1320919d5bbde0499434c1b844b0fa28ea370ad5fbc1504d35676901"
+# The same network exported with its preprocessing (uint8 (N, 28, 28) → logits) for ONNX Runtime
+# (``lenet read``, ``lenet serve``): its name and sha256 live with the torch-free reader that loads it.
+ONNX_FILE, ONNX_SHA256 = BUNDLED_FILE, BUNDLED_SHA256
 # Lightning's checkpoint keys kept: the weights, the model's constructor arguments, and the version
 # Lightning reads to decide whether a checkpoint needs migrating.
 KEPT = ("state_dict", "hyper_parameters", "pytorch-lightning_version")

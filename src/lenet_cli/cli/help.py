@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from lenet_cli.reading.cli import READ_FIRST
+
 PROG = "lenet"  # also under `python -m lenet_cli`, where argparse would say `__main__.py`
 
+# `lenet read` first: the way to read a digit (answered by lenet_cli.__main__ before this parser exists).
 DESCRIPTION = (
-    "lenet trains, evaluates and runs a LeNet-5 digit classifier on MNIST-style images (28×28 digits) "
-    "with Lightning. Each command writes its own run folder, runs/<config name>/version_N/, with "
-    "config.yaml, run.json and what the command made (checkpoints, metrics, report, predictions)."
+    f"{READ_FIRST} Beyond reading, lenet trains, evaluates and runs a LeNet-5 digit classifier on MNIST-style "
+    "images (28×28 digits) with Lightning. Each command writes its own run folder, runs/<config name>/version_N/, "
+    "with config.yaml, run.json and what the command made (checkpoints, metrics, report, predictions)."
 )
 
 EPILOG = (

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lenet_cli.cli import console
 from lenet_cli.cli.lightning_cli import LenetCLI, command_words
-from lenet_cli.errors import DEBUG_VARIABLE, USER_ERRORS, describe, escaped, print_safely
+from lenet_cli.errors import DEBUG_VARIABLE, describe, escaped, print_safely, user_errors
 from lenet_cli.runs import listing, resume
 from lenet_cli.training import distributed
 
@@ -34,7 +34,7 @@ def main(args: ArgsType = None) -> None:
             raise
         print_safely(f"error: {escaped(line)}")
         sys.exit(2)
-    except (KeyboardInterrupt, *USER_ERRORS) as error:
+    except (*user_errors(), KeyboardInterrupt) as error:  # type: ignore[misc]  # a tuple of classes, unpacked
         if os.environ.get(DEBUG_VARIABLE):
             raise
         if isinstance(error, KeyboardInterrupt):  # outside the trainer, which handles its own

@@ -69,10 +69,11 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
 
 def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """A picture's first frame as float32 (H, W) intensities, upright, transparency flattened, reduced."""
-    return _to_gray(read_image(source, name if name is not None else str(source)))
+    return to_gray(read_image(source, name if name is not None else str(source)))
 
 
-def _to_gray(image: Image.Image) -> np.ndarray:
+def to_gray(image: Image.Image) -> np.ndarray:
+    """A decoded picture as float32 (H, W) intensities, transparency flattened onto a contrasting ground."""
     if image.mode in ("I", "F") or image.mode.startswith("I;"):
         return np.asarray(image, dtype=np.float32)  # 16/32-bit: the scale does not matter, see to_mnist
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info

@@ -24,7 +24,7 @@ RUN_ALIASES = ("best", "last")
 PRETRAINED = "pretrained"
 UNTRAINED = "untrained"
 # Subcommands that use the bundled model when no --ckpt_path is given.
-PRETRAINED_BY_DEFAULT = ("test", "predict")
+PRETRAINED_BY_DEFAULT = ("test", "predict", "export", "serve")
 
 
 def help_text(subcommand: str) -> str:

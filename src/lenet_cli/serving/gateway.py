@@ -1,29 +1,30 @@
-"""The HTTP side of ``POST /predict``: read and check the request, decode its images, hand LitServe tensors.
+"""The HTTP side of ``POST /predict``: read and check the request, find each image's digit fields, hand them on.
 
 This ASGI middleware runs in LitServe's API-server processes, in front of LitServe's own ``/predict``
 route. Every bad request (too large, wrong type, not an image, malformed JSON ...) is answered here with
 a 4xx and ``{"detail": "<one line>"}``, so it never reaches the inference worker: there LitServe fails a
 whole batch when one request in it raises (LitServe issue #340), and any other exception is a 500.
-A good request goes on as a small JSON body of normalised model inputs, which LitServe's route parses
-and queues for the worker (``serving.worker.DigitAPI``).
+A good request goes on as a small JSON body of the images' uint8 28×28 digit fields with their boxes
+(the reading pipeline's ``propose``: NumPy and OpenCV, no torch), which LitServe's route parses and
+queues for the worker (``serving.worker.DigitAPI``), which classifies them and decides what was read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lenet_cli.data.mnist import to_model_input
+from lenet_cli.reading.pipeline import Proposal
 from lenet_cli.serving.requests import RequestError, Upload, decode, read_uploads
 
 # Bodies up to this size are decoded on the event loop (a 28×28 PNG takes ~0.2 ms, less than a thread
@@ -39,7 +40,6 @@ class Gateway:
     Args:
         app: The ASGI app behind it (LitServe's FastAPI app).
         max_request_bytes: Largest request body accepted; larger ones get a 413.
-        input_mode: How digits become LeNet's 32×32 input, as ``--data.input_mode`` (``resize``/``pad``).
         api_path: The route it serves.
     """
 
@@ -47,12 +47,10 @@ class Gateway:
         self,
         app: ASGIApp,
         max_request_bytes: int = 10 * 1024 * 1024,
-        input_mode: Literal["resize", "pad"] = "resize",
         api_path: str = "/predict",
     ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
-        self.input_mode = input_mode
         self.api_path = api_path
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
 
@@ -63,13 +61,13 @@ class Gateway:
         try:
             body = await self._read_body(scope, receive)
             uploads, return_input = await read_uploads(scope, body)
-            digits = await self._decode(uploads, len(body))
+            proposals = await self._decode(uploads, len(body))
         except RequestError as error:
             await JSONResponse({"detail": error.message}, status_code=error.status)(scope, receive, send)
             return
         except _ClientGone:
             return
-        forwarded = json.dumps(self._payload(digits, uploads, return_input)).encode()
+        forwarded = json.dumps(self._payload(proposals, uploads, return_input), default=int).encode()  # numpy ints
         headers = [(key, value) for key, value in scope["headers"] if key not in _BODY_HEADERS]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(forwarded)).encode())]
         await self.app(dict(scope, headers=headers), _replay(forwarded, receive), send)
@@ -94,25 +92,40 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _decode(self, uploads: list[Upload], size: int) -> np.ndarray:
+    async def _decode(self, uploads: list[Upload], size: int) -> list[Proposal]:
         if size <= INLINE_BYTES:
             return decode(uploads)
         return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, uploads)
 
-    def _payload(self, digits: np.ndarray, uploads: list[Upload], return_input: bool) -> dict[str, Any]:
-        inputs = to_model_input(torch.from_numpy(digits), self.input_mode).numpy()  # (N, 1, 32, 32) float32
+    def _payload(self, proposals: list[Proposal], uploads: list[Upload], return_input: bool) -> dict[str, Any]:
+        fields = np.concatenate([proposal.fields for proposal in proposals])  # uint8 (K, 28, 28), all images
         return {
-            "inputs": base64.b64encode(inputs.tobytes()).decode("ascii"),
-            "shape": list(inputs.shape),
+            "fields": base64.b64encode(fields.tobytes()).decode("ascii"),
+            "counts": [len(proposal.fields) for proposal in proposals],
+            "proposals": [carried(proposal) for proposal in proposals],
             "names": [upload.name for upload in uploads],
-            "seen": [png_base64(digit) for digit in digits] if return_input else None,
+            "seen": [png_base64(proposal.fields) for proposal in proposals] if return_input else None,
         }
 
 
-def png_base64(digit: np.ndarray) -> str:
-    """A uint8 (28, 28) digit as a base64 PNG (white strokes on black, as the model sees it)."""
+def carried(proposal: Proposal) -> dict[str, Any]:
+    """What the worker's ``decide`` needs of a proposal besides its fields: every member of the dataclass
+    (boxes, note, and whatever the pipeline adds) but the fields (sent as bytes) and ``steps`` (pictures
+    for --data.explain_dir). serving.worker rebuilds the Proposal from it."""
+    return {
+        member.name: getattr(proposal, member.name)
+        for member in dataclasses.fields(proposal)
+        if member.name not in ("fields", "steps")
+    }
+
+
+def png_base64(fields: np.ndarray) -> str | None:
+    """An image's uint8 (K, 28, 28) digit fields side by side as a base64 PNG (white strokes on black, as the
+    model sees them); None when it has none."""
+    if len(fields) == 0:
+        return None
     buffer = io.BytesIO()
-    Image.fromarray(digit, mode="L").save(buffer, format="PNG")
+    Image.fromarray(np.hstack(list(fields)), mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

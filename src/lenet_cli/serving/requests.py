@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
-from lenet_cli.images.decode import BadImage
-from lenet_cli.images.files import load_digit
+from lenet_cli.images.decode import BadImage, read_grayscale
+from lenet_cli.reading.pipeline import Proposal, propose
 
 MAX_IMAGES = 64  # images in one request: a tiny PNG is ~100 bytes, so the byte limit alone would allow 100 000
 ACCEPTED = (
@@ -85,10 +84,12 @@ async def read_uploads(scope: Scope, body: bytes) -> tuple[list[Upload], bool]:
     return uploads, return_input
 
 
-def decode(uploads: list[Upload]) -> np.ndarray:
-    """uint8 (N, 28, 28) digits, prepared as ``lenet predict`` prepares image files; 400 for the first bad one."""
+def decode(uploads: list[Upload]) -> list[Proposal]:
+    """Each image's digit fields, found as ``lenet read`` and ``lenet predict`` find them (the reading
+    pipeline's ``propose``); 400 for the first image that cannot be decoded. No digit is no error: its
+    proposal has no fields and a note, answered as ``"text": ""``."""
     try:
-        return np.stack([load_digit(io.BytesIO(upload.data), upload.name) for upload in uploads])
+        return [propose(read_grayscale(io.BytesIO(upload.data), upload.name), upload.name) for upload in uploads]
     except BadImage as error:
         raise RequestError(400, str(error)) from error
 

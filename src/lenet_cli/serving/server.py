@@ -19,14 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
+import cv2
 import litserve as ls
-import torch
 from fastapi import FastAPI
 from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
-from torch import nn
 
 from lenet_cli.errors import LenetError
 from lenet_cli.serving import processes
@@ -46,23 +44,23 @@ def static_dir() -> Path:
 
 
 def serve(
-    network: nn.Module,
+    model: Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_batch_size: int = 1,
     batch_timeout: float = 0.0,
     max_request_bytes: int = 10 * 1024 * 1024,
-    input_mode: Literal["resize", "pad"] = "resize",
 ) -> None:
-    """Serve ``network`` until Ctrl-C or SIGTERM, then stop every process and return."""
-    # One thread before LitServe forks: forked children inherit torch's state, and the gateway's tensor
-    # work (28→32 resize of a few digits) is far below what a thread pool pays back.
-    torch.set_num_threads(1)
+    """Serve the ONNX ``model`` (``lenet export``'s, with or without preprocessing; ``None``: the bundled one)
+    until Ctrl-C or SIGTERM, then stop every process and return."""
+    # The gateway processes (forked: they inherit it) find digits in one picture at a time per thread:
+    # OpenCV's thread pool only adds contention there (see lenet_cli.reading.cli).
+    cv2.setNumThreads(1)
     server = ls.LitServer(
-        DigitAPI(network, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
+        DigitAPI(model, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
         workers_per_device=1,
-        middlewares=[(Gateway, {"max_request_bytes": max_request_bytes, "input_mode": input_mode})],
+        middlewares=[(Gateway, {"max_request_bytes": max_request_bytes})],
         disable_openapi_url=True,  # its Swagger page loads scripts from a CDN; docs/serve.md documents the API
         # A restartable worker costs every request a "started" message through LitServe's queues (~15 % more
         # CPU a request, docs/serve.md); bad requests never reach the worker, so it only dies if killed.

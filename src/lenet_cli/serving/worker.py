@@ -1,101 +1,92 @@
-"""LitServe's inference worker: LeNet's forward pass over the inputs ``serving.gateway`` prepared.
+"""LitServe's inference worker: the reader's classifier (ONNX Runtime) and ``decide`` over the digit fields
+that ``serving.gateway`` found, the same reading as ``lenet read`` and ``lenet predict``.
 
-The worker is a fresh (spawned) process. It imports only torch, numpy and LitServe (no Lightning:
-~3 s and ~300 MB less per start), so the LitAPI holds LeNet's layers as a plain ``nn.Module``.
-Everything it receives was checked by the gateway, so an exception here is a bug (a 500), never a
-user's mistake.
+The worker is a fresh (spawned) process. It imports NumPy, ONNX Runtime and LitServe only (no torch, no
+Lightning: it starts in ~0.5 s and runs from the reader-only install). Everything it receives was checked by
+the gateway, so an exception here is a bug (a 500), never a user's mistake.
 """
 
 from __future__ import annotations
 
 import base64
 import signal
+from pathlib import Path
 from typing import Any
 
 import litserve as ls
 import numpy as np
-import torch
-from torch import nn
 
+from lenet_cli.reading.model import OnnxClassifier
+from lenet_cli.reading.pipeline import Proposal, decide
+from lenet_cli.reading.reader import as_json
 from lenet_cli.serving import processes
 
-TOP_K = 3
+FIELD = 28
+
+
+def _tuples(value: Any) -> Any:
+    """JSON's lists back into the tuples the pipeline uses: a list of numbers (a box, a cut) becomes a tuple."""
+    if isinstance(value, list):
+        if value and all(isinstance(item, int) for item in value):
+            return tuple(value)
+        return [_tuples(item) for item in value]
+    return value
 
 
 class DigitAPI(ls.LitAPI):
-    """Probabilities, the predicted class and the top 3 for each image of a request.
+    """Each image's text, confidence and digits (with boxes), or "no digit" and why.
 
     Args:
-        network: LeNet's layers with the checkpoint's weights (logits for (N, C, 32, 32) inputs).
-        max_batch_size: Requests LitServe gathers into one forward pass.
+        model: An ONNX file from ``lenet export`` (``None``: the bundled model).
+        max_batch_size: Requests LitServe gathers into one classifier call.
         batch_timeout: Seconds LitServe waits for a batch to fill.
-        threads: torch intra-op threads of the worker (LeNet on a few images gains nothing from more).
+        threads: ONNX Runtime's intra-op threads (LeNet on a few fields gains nothing from more).
     """
 
     def __init__(
-        self, network: nn.Module, max_batch_size: int = 1, batch_timeout: float = 0.0, threads: int = 1
+        self, model: Path | None = None, max_batch_size: int = 1, batch_timeout: float = 0.0, threads: int = 1
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
-        self.network = network
-        self.threads = threads
+        self.model, self.threads = model, threads
 
     def setup(self, device: str) -> None:
         processes.die_with_parent()
         # Ctrl-C in a terminal reaches every process of the group: the server stops this worker itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        torch.set_num_threads(self.threads)
-        self.network = self.network.to(device).eval()
-        with torch.inference_mode():  # the first call allocates oneDNN's buffers; not on a user's time
-            self.network(torch.zeros(1, *self._input_shape(), device=device))
-
-    def _input_shape(self) -> tuple[int, int, int]:
-        first = next(module for module in self.network.modules() if isinstance(module, nn.Conv2d))
-        return (first.in_channels, 32, 32)
+        self.classifier = OnnxClassifier(self.model, threads=self.threads)
+        self.classifier(np.zeros((1, FIELD, FIELD), np.uint8))  # the first run allocates; not on a user's time
 
     # LitServe reads the body by this annotation: ``dict`` makes FastAPI parse the gateway's JSON body.
     def decode_request(self, request: dict) -> dict[str, Any]:
-        shape = request["shape"]
-        inputs = np.frombuffer(base64.b64decode(request["inputs"]), dtype=np.float32).reshape(shape)
-        return {"inputs": torch.from_numpy(inputs.copy()), "names": request["names"], "seen": request["seen"]}
+        fields = np.frombuffer(base64.b64decode(request["fields"]), dtype=np.uint8).reshape(-1, FIELD, FIELD)
+        return dict(request, fields=fields)
 
     def predict(self, x: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
         # Batched (max_batch_size > 1): a list of requests, each with one or more images; else one request.
         requests = x if isinstance(x, list) else [x]
-        inputs = torch.cat([request["inputs"] for request in requests]).to(self.device or "cpu")
-        with torch.inference_mode():
-            probabilities = torch.softmax(self.network(inputs).float(), dim=1).cpu()
-        top_probabilities, top_classes = probabilities.topk(min(TOP_K, probabilities.shape[1]), dim=1)
+        logits = self.classifier(np.concatenate([request["fields"] for request in requests]))
         answers, start = [], 0
         for request in requests:
-            count = len(request["names"])
-            answers.append(
-                _answer(
-                    request,
-                    top_classes[start : start + count].tolist(),
-                    top_probabilities[start : start + count].tolist(),
-                )
-            )
+            count = len(request["fields"])
+            answers.append(self._answer(request, logits[start : start + count]))
             start += count
         return answers if isinstance(x, list) else answers[0]
 
     def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
         return output
 
-
-def _answer(request: dict[str, Any], classes: list[list[int]], probabilities: list[list[float]]) -> dict[str, Any]:
-    """One request's answer: a prediction object for one image, ``{"predictions": [...]}`` for several."""
-    predictions = []
-    for index, name in enumerate(request["names"]):
-        prediction: dict[str, Any] = {
-            "name": name,
-            "class": classes[index][0],
-            "confidence": round(probabilities[index][0], 6),
-            "top3": [
-                {"class": label, "probability": round(probability, 6)}
-                for label, probability in zip(classes[index], probabilities[index], strict=True)
-            ],
-        }
-        if request["seen"] is not None:
-            prediction["input_png"] = request["seen"][index]
-        predictions.append(prediction)
-    return predictions[0] if len(predictions) == 1 else {"predictions": predictions}
+    def _answer(self, request: dict[str, Any], logits: np.ndarray) -> dict[str, Any]:
+        """One request's answer: a reading for one image, ``{"predictions": [...]}`` for several."""
+        predictions, start = [], 0
+        for index, name in enumerate(request["names"]):
+            count = request["counts"][index]
+            fields = request["fields"][start : start + count]
+            members = {name: _tuples(value) for name, value in request["proposals"][index].items()}
+            proposal = Proposal(fields=fields, **members)
+            reading = decide(proposal, logits[start : start + count], self.classifier.calibration)
+            start += count
+            prediction = {"name": name, **as_json(reading)}
+            if request["seen"] is not None:
+                prediction["input_png"] = request["seen"][index]
+            predictions.append(prediction)
+        return predictions[0] if len(predictions) == 1 else {"predictions": predictions}

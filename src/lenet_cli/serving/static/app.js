@@ -1,15 +1,16 @@
-// The draw-a-digit page: strokes on a white canvas, sent as PNG to POST /predict while you draw.
+// The draw-a-number page: strokes on a white canvas, sent as PNG to POST /predict while you draw; the
+// answer is the text read (every digit, left to right) or "no digit" and why.
 "use strict";
 
 const canvas = document.getElementById("canvas");
 const context = canvas.getContext("2d");
 const predictionView = document.getElementById("prediction");
 const confidenceView = document.getElementById("confidence");
-const topView = document.getElementById("top3");
+const digitsView = document.getElementById("digits");
 const seenView = document.getElementById("seen");
 const statusView = document.getElementById("status");
 
-// A stroke about a twelfth of the box wide: drawn digits then look like MNIST's once scaled to 20×20.
+// A stroke about a twelfth of the box's height: drawn digits then look like MNIST's once scaled to 20×20.
 const STROKE = 22;
 
 let drawing = false;
@@ -28,7 +29,7 @@ function showEmpty(message) {
   predictionView.textContent = "–";
   predictionView.dataset.state = "empty";
   confidenceView.innerHTML = "&nbsp;";
-  topView.replaceChildren();
+  digitsView.replaceChildren();
   seenView.removeAttribute("src");
   setStatus(message);
 }
@@ -91,17 +92,19 @@ document.getElementById("clear").addEventListener("click", () => {
   generation += 1;
   clearCanvas();
   dirty = false;
-  showEmpty("Draw a digit from 0 to 9 in the box.");
+  showEmpty("Draw a digit or a number in the box.");
 });
 
-document.getElementById("upload").addEventListener("change", async (event) => {
-  const file = event.target.files[0];
-  event.target.value = ""; // the same file can be chosen again
-  if (!file) return;
-  setStatus(`Reading ${file.name}…`);
-  drawPreview(file);
-  await predict(file, file.type || "application/octet-stream", file.name);
-});
+for (const id of ["upload", "camera"]) {
+  document.getElementById(id).addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    event.target.value = ""; // the same file can be chosen again
+    if (!file) return;
+    setStatus(`Reading ${file.name}…`);
+    drawPreview(file);
+    await predict(file, file.type || "application/octet-stream", file.name);
+  });
+}
 
 function drawPreview(file) {
   // Shows the photo in the box; the server reads the file itself, not this preview.
@@ -155,18 +158,28 @@ async function predict(body, contentType, name) {
 }
 
 function show(answer, name) {
-  predictionView.textContent = String(answer.class);
+  if (answer.input_png) seenView.src = `data:image/png;base64,${answer.input_png}`;
+  else seenView.removeAttribute("src");
+  if (!answer.text) {
+    predictionView.textContent = "no digit";
+    predictionView.dataset.state = "none";
+    confidenceView.textContent = answer.note || "";
+    digitsView.replaceChildren();
+    setStatus(name === "drawing" ? "No digit read: keep drawing, or Clear." : `No digit in ${name}.`);
+    return;
+  }
+  predictionView.textContent = answer.text;
   predictionView.dataset.state = "predicted";
   confidenceView.textContent = `${(answer.confidence * 100).toFixed(1)} %`;
-  const rows = answer.top3.map(({ class: label, probability }) => {
+  // One row per digit read, left to right, with its own confidence.
+  const rows = answer.digits.map(({ text, confidence }) => {
     const row = document.createElement("li");
-    const percent = (probability * 100).toFixed(1);
-    row.innerHTML = `<strong>${label}</strong><div class="bar"><span style="width:${percent}%"></span></div><span class="value">${percent} %</span>`;
+    const percent = (confidence * 100).toFixed(1);
+    row.innerHTML = `<strong>${text}</strong><div class="bar"><span style="width:${percent}%"></span></div><span class="value">${percent} %</span>`;
     return row;
   });
-  topView.replaceChildren(...rows);
-  if (answer.input_png) seenView.src = `data:image/png;base64,${answer.input_png}`;
-  setStatus(name === "drawing" ? "Keep drawing, or Clear to start again." : `Prediction for ${name}.`);
+  digitsView.replaceChildren(...rows);
+  setStatus(name === "drawing" ? "Keep drawing, or Clear to start again." : `Read from ${name}.`);
 }
 
 clearCanvas();

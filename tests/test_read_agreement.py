@@ -1,0 +1,44 @@
+"""One reading, three front doors: ``lenet read`` (ONNX Runtime), ``lenet predict`` (torch, the checkpoint)
+and the page's ``POST /predict`` (``lenet serve``) give the same text for the same pictures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lenet_cli.cli.main import main
+from lenet_cli.reading import cli
+from tests.helpers import CPU, make_user_images
+from tests.serve_helpers import ServerProcess
+
+
+def test_read_predict_and_serve_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "pictures"
+    _, labels = make_user_images(folder, 24, seed=3)
+    files = sorted(folder.iterdir())
+    assert cli.main(["--json", str(folder)]) == 0
+    read = {Path(line["path"]).name: line["text"] for line in map(json.loads, capsys.readouterr().out.splitlines())}
+
+    monkeypatch.chdir(tmp_path)
+    main(["predict", *CPU, "--data.predict_path", str(folder)])  # the bundled model by default
+    with (tmp_path / "runs" / "lenet" / "version_0" / "predictions.csv").open(newline="") as table:
+        predicted = {Path(row["source"]).name: row["predicted"] for row in csv.DictReader(table)}
+
+    server = ServerProcess(None, tmp_path).wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            served = {
+                file.name: client.post("/predict", files={"image": (file.name, file.read_bytes())}).json()["text"]
+                for file in files
+            }
+    finally:
+        server.kill()
+
+    assert read == predicted == served
+    assert sum(read[file.name] == str(int(label)) for file, label in zip(files, labels, strict=True)) >= 22
