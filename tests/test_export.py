@@ -232,7 +232,7 @@ def test_missing_onnx_tools_fail_in_one_line(
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now raises ImportError
     args = ["export", *CPU, "--ckpt_path", str(trained_run / "checkpoints" / "best.ckpt")]
     assert_one_line_error(args, 'onnxscript is not installed: pip install "lenet-cli[export]"', capsys)
-    run_cli([*args, "--format", "pt2"])  # pt2 needs torch alone
+    run_cli([*args, "--format", "pt2", "--output", "lenet.pt2"])  # pt2 needs torch alone
     assert (tmp_path / "lenet.pt2").is_file()
 
 

@@ -203,6 +203,10 @@ def write_onnx(classifier: Classifier, example: Tensor, path: Path, info: dict[s
         )
     assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto  # weights included: serialised whole below, so never an external file
+    for node in proto.graph.node:
+        # The exporter's notes per node (stack traces with this machine's source paths, FX names): the same
+        # network exported from another folder or machine gives the same bytes without them.
+        del node.metadata_props[:]
     as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in info.items()}
     onnx.helper.set_model_props(proto, as_strings)
     proto.doc_string = f"LeNet digit classifier exported by lenet-cli {__version__}"

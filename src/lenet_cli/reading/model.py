@@ -26,7 +26,7 @@ from lenet_cli.reading.pipeline import Calibration
 # (lenet_cli.checkpoints.pretrained: the same constants, kept there with the checkpoint's).
 BUNDLED_FILE = "lenet-robust.onnx"
 BUNDLED_RECORD = "lenet-robust.json"
-BUNDLED_SHA256 = "89d309b534659bba210830518c8c54210e6090bf5d941ffca25e2329dd6cd4c8"
+BUNDLED_SHA256 = "e6dbc09f75aab21611d71d9d0701a805340d6160356ddcc3020b1141c83eac83"
 FIELD = 28
 INSTALL = "pip install lenet-cli (or the reader alone: pip install ./reader in a checkout)"
 
