@@ -138,6 +138,21 @@ def unreadable_image(folder: Path) -> list[str]:
     return predict("locked.png")
 
 
+POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\nshowpage\n"
+
+
+def postscript_named_png(folder: Path) -> list[str]:
+    """An EPS file named .png: Pillow's EPS plugin would hand it to Ghostscript (tests/test_hostile.py)."""
+    (folder / "digit.png").write_bytes(POSTSCRIPT)
+    return predict("digit.png")
+
+
+def cielab_tiff(folder: Path) -> list[str]:
+    """A CIELab TIFF: Pillow decodes it, but cannot make it grayscale (a ValueError, once a traceback)."""
+    Image.new("LAB", (40, 40), (50, 0, 0)).save(folder / "lab.tif")
+    return predict("lab.tif")
+
+
 def bomb(width: int) -> Setup:
     """A PNG that claims ``width``² pixels: beyond twice Pillow's limit Pillow refuses it; below, lenet."""
 
@@ -376,6 +391,8 @@ BAD_INPUTS = [
     pytest.param(corrupt_image, "broken.png: corrupt or truncated image", id="corrupt image"),
     pytest.param(blank_image, "blank.png: no digit", id="blank image"),
     pytest.param(unreadable_image, "locked.png: cannot be read (Permission denied)", id="unreadable image"),
+    pytest.param(postscript_named_png, "digit.png: not an image file", id="PostScript named .png"),
+    pytest.param(cielab_tiff, "lab.tif: cannot be made grayscale", id="CIELab TIFF"),
     pytest.param(bomb(30_000), "bomb.png: too large to decode safely", id="decompression bomb"),
     pytest.param(bomb(10_000), "bomb.png: 10000×10000 pixels", id="image just over Pillow's limit"),
     pytest.param(folder_of_bad_files, "none of the 2 files of bad is a readable digit image", id="only bad files"),

@@ -11,7 +11,10 @@ from PIL import Image, ImageOps
 
 from lenet_cli.errors import LenetError
 
-FORMATS = "PNG, JPEG, BMP, TIFF, GIF"
+# The formats lenet decodes, passed to every Image.open: without ``formats=`` Pillow tries each plugin it
+# has, and its EPS plugin runs Ghostscript (``gs`` on PATH) on the file's PostScript.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF")
+FORMATS = ", ".join(PILLOW_FORMATS)
 
 
 WORK_SIZE = 512  # the working image's longer side, in pixels: a digit of a tenth of a photo is ~40 px there
@@ -29,7 +32,7 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     ~10 % faster); other formats are decoded whole and then reduced.
     """
     try:
-        with Image.open(source) as image:
+        with Image.open(source, formats=PILLOW_FORMATS) as image:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and image.width * image.height > limit:
                 raise BadImage(_too_large(name, image.width, image.height, limit))
@@ -55,7 +58,7 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
             f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
         ) from error
     except Image.UnidentifiedImageError as error:
-        raise BadImage(f"{name}: not an image file that can be read ({FORMATS}, …)") from error
+        raise BadImage(f"{name}: not an image file that can be read (lenet reads {FORMATS})") from error
     except PermissionError as error:
         raise BadImage(f"{name}: cannot be read ({error.strerror or 'permission denied'})") from error
     except FileNotFoundError as error:
@@ -63,13 +66,23 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     except IsADirectoryError as error:
         raise BadImage(f"{name}: is a folder, not an image file") from error
     except Exception as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadImage(f"{name}: corrupt or truncated image ({detail})") from error
+        raise BadImage(f"{name}: corrupt or truncated image ({_first_line(error)})") from error
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """A picture's first frame as float32 (H, W) intensities, upright, transparency flattened, reduced."""
-    return _to_gray(read_image(source, name if name is not None else str(source)))
+    shown = name if name is not None else str(source)
+    image = read_image(source, shown)
+    try:
+        return _to_gray(image)
+    except Exception as error:  # a mode Pillow decodes but cannot convert (a CIELab TIFF: ValueError)
+        raise BadImage(
+            f"{shown}: cannot be made grayscale ({_first_line(error)}); save it as an RGB or grayscale image"
+        ) from error
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

@@ -27,7 +27,6 @@ UNTRAINED = "untrained"
 PRETRAINED_BY_DEFAULT = ("test", "predict")
 
 
-
 def help_text(subcommand: str) -> str:
     """The ``--ckpt_path`` help of ``subcommand``: one text, its default sentence per subcommand."""
     runs = (

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
-import shutil
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-from lenet_cli import __version__, atomic
 from lenet_cli.errors import LenetError
 from lenet_cli.runs.ckpt_path import best_checkpoint
 from lenet_cli.runs.paths import versions_newest_first
-from lenet_cli.runs.record import RUN_FILE, RunSummary, plural, summarise
+from lenet_cli.runs.record import RUN_FILE, RunSummary, summarise
 
 
 def runs_folders(root: Path) -> list[Path]:
@@ -120,5 +108,3 @@ def main(words: Sequence[str]) -> None:
     except argparse.ArgumentError as error:
         raise LenetError(f"{error} (`lenet runs --help` lists the options)") from error
     print_runs(options.folders)
-
-

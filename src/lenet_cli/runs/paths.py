@@ -15,8 +15,6 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
-from lenet_cli.errors import LenetError
-
 # The always-present ModelCheckpoint ("--checkpoint.*"): best.ckpt and last.ckpt at stable paths.
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/loss",

@@ -8,23 +8,21 @@ run.json are summarised from the files they hold.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lenet_cli import __version__, atomic
-from lenet_cli.errors import LenetError
-from lenet_cli.runs.paths import versions_newest_first
 
+from lenet_cli import __version__, atomic
 
 RUN_FILE = "run.json"
 

@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lenet_cli.errors import LenetError, escaped, print_safely
 from lenet_cli._lightning import save_last_checkpoint, sigterm_flag
+from lenet_cli.errors import LenetError, escaped, print_safely
 from lenet_cli.runs.paths import run_folder_of_checkpoint
 
 
