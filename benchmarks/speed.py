@@ -722,7 +722,7 @@ def main(argv: list[str] | None = None) -> None:
     if options.json is not None:
         settings = vars(options).items()
         report = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "device": options.device,
             "machine": machine_name(device),
             "python": sys.version.split()[0],
