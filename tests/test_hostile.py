@@ -13,7 +13,7 @@ from PIL import EpsImagePlugin, Image
 
 from lenet_cli.cli.main import main
 from lenet_cli.images.decode import BadImage, read_grayscale
-from tests.helpers import CPU
+from tests.helpers import CPU, error_line, lenet_subprocess
 from tests.test_errors import POSTSCRIPT
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="a shell script as a fake program, FIFOs")
@@ -69,3 +69,14 @@ def test_one_cielab_tiff_does_not_abort_a_folder(
     assert "skipped 1 of 2 files" in err and "lab.tif: cannot be made grayscale" in err
     rows = next(Path("runs").rglob("predictions.csv")).read_text().splitlines()
     assert len(rows) == 2 and "one.png" in rows[1]
+
+
+def test_python_m_lenet_cli_imports_nothing_from_the_working_folder(tmp_path: Path) -> None:
+    """A new process: `python -m` is the point. A config naming ./evilmod.py's class must not run it."""
+    marker = tmp_path / "evilmod-ran"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass X: ...\n")
+    (tmp_path / "c.yaml").write_text("trainer:\n  callbacks:\n    - class_path: evilmod.X\n")
+    result = lenet_subprocess(["fit", "--config", "c.yaml", *CPU], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "No module named 'evilmod'" in error_line(result.stderr)
+    assert not marker.exists()
