@@ -133,6 +133,13 @@ def photo_like(digit: np.ndarray, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def cielab_tiff() -> bytes:
+    """A CIELab TIFF: Pillow decodes it but cannot make it grayscale."""
+    buffer = io.BytesIO()
+    Image.new("LAB", (40, 40), (50, 0, 0)).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
 def huge_png_header(width: int = 30000, height: int = 30000) -> bytes:
     """A PNG that declares ``width``×``height`` pixels (beyond Pillow's decompression-bomb limit) in a few bytes."""
     import struct

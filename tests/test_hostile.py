@@ -3,10 +3,14 @@ that must not be aborted by one bad file, hostile run folders and requests."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
@@ -80,3 +84,56 @@ def test_python_m_lenet_cli_imports_nothing_from_the_working_folder(tmp_path: Pa
     assert result.returncode == 2, result.stderr[-2000:]
     assert "No module named 'evilmod'" in error_line(result.stderr)
     assert not marker.exists()
+
+
+# --- The server ---------------------------------------------------------------------------------------
+
+
+def test_uvicorn_still_has_the_hooks_that_bound_header_bytes() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    for hook in ("data_received", "on_message_begin", "on_headers_complete"):
+        assert callable(getattr(HttpToolsProtocol, hook, None)), hook
+
+
+def test_a_huge_header_is_refused_with_431_and_the_server_goes_on(digit_server) -> None:
+    from lenet_cli.serving.limits import MAX_HEADER_BYTES
+
+    with socket.create_connection(("127.0.0.1", digit_server.port), timeout=30) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        answer = b""
+        with contextlib.suppress(OSError):  # the server may close while the header is still being sent
+            for _ in range(4 * MAX_HEADER_BYTES // 4096):
+                connection.sendall(b"a" * 4096)
+        with contextlib.suppress(OSError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"request header of more than" in answer
+    assert httpx.get(f"{digit_server.url}/health", timeout=30).status_code == 200
+
+
+def test_concurrent_large_images_are_queued_then_refused_with_503_and_retry_after(digit_server) -> None:
+    """More large images at once than the queues hold: 200 or 503 + Retry-After each, never a 500."""
+    image = np.zeros((4800, 4800), np.uint8)  # 23 Mpx, under the 25 Mpx a request may decode: ~25 KB as PNG
+    image[1200:3600, 2200:2600] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    body = buffer.getvalue()
+
+    def post(_: int) -> httpx.Response:
+        return httpx.post(
+            f"{digit_server.url}/predict", content=body, headers={"Content-Type": "image/png"}, timeout=120
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(16)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert set(statuses) <= {200, 503}, statuses
+    assert 200 in statuses and 503 in statuses, statuses  # 2 API processes × (1 decoding + 2 waiting) < 16
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"] == "1" and "busy decoding large images" in answer.json()["detail"]
+        else:
+            assert answer.json()["class"] == 1
+    assert httpx.get(f"{digit_server.url}/health", timeout=30).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,26 +32,43 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     on the longer side, and without ``colour`` as their luminance alone (a colour JPEG stores it apart:
     ~10 % faster); other formats are decoded whole and then reduced.
     """
+    with _decoding(name), Image.open(source, formats=PILLOW_FORMATS) as image:
+        _first_frame_at_scale(image, name, colour)
+        image.load()
+        # Broken EXIF data: the pixels as stored are still a picture.
+        with contextlib.suppress(Exception):
+            ImageOps.exif_transpose(image, in_place=True)
+        if max(image.size) > 2 * WORK_SIZE:
+            image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
+        return image  # loaded: usable after the file is closed
+    raise AssertionError("unreachable: _decoding re-raises")  # for mypy: a context manager may swallow
+
+
+def decoded_pixels(source: Path | BinaryIO, name: str) -> int:
+    """How many pixels :func:`read_image` would decode (a JPEG at its reduced scale), read from the header alone."""
+    with _decoding(name), Image.open(source, formats=PILLOW_FORMATS) as image:
+        _first_frame_at_scale(image, name, colour=False)
+        return image.width * image.height
+    raise AssertionError("unreachable: _decoding re-raises")
+
+
+def _first_frame_at_scale(image: Image.Image, name: str, colour: bool) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and image.width * image.height > limit:
+        raise BadImage(_too_large(name, image.width, image.height, limit))
+    image.seek(0)  # GIF, TIFF, APNG: the first frame
+    longer = max(image.size)
+    if image.format == "JPEG" and longer > WORK_SIZE:
+        # Pillow picks the largest DCT scaling that keeps the image at least this size.
+        wanted = 0.9 * WORK_SIZE / longer
+        image.draft(None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted))))
+
+
+@contextlib.contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Every failure to open or decode, as a BadImage naming ``name``."""
     try:
-        with Image.open(source, formats=PILLOW_FORMATS) as image:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and image.width * image.height > limit:
-                raise BadImage(_too_large(name, image.width, image.height, limit))
-            image.seek(0)  # GIF, TIFF, APNG: the first frame
-            longer = max(image.size)
-            if image.format == "JPEG" and longer > WORK_SIZE:
-                # Pillow picks the largest DCT scaling that keeps the image at least this size.
-                wanted = 0.9 * WORK_SIZE / longer
-                image.draft(
-                    None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted)))
-                )
-            image.load()
-            # Broken EXIF data: the pixels as stored are still a picture.
-            with contextlib.suppress(Exception):
-                ImageOps.exif_transpose(image, in_place=True)
-            if max(image.size) > 2 * WORK_SIZE:
-                image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
-            return image  # loaded: usable after the file is closed
+        yield
     except BadImage:
         raise
     except Image.DecompressionBombError as error:

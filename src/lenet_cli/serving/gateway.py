@@ -10,11 +10,9 @@ and queues for the worker (``serving.worker.DigitAPI``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -24,13 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lenet_cli.data.mnist import to_model_input
-from lenet_cli.serving.requests import RequestError, Upload, decode, read_uploads
-
-# Bodies up to this size are decoded on the event loop (a 28×28 PNG takes ~0.2 ms, less than a thread
-# hand-off costs); larger ones (photos: tens of ms) in a thread, one at a time per process, so that a
-# photo does not stall the other requests of this process and a few concurrent photos cannot
-# multiply the decoder's memory.
-INLINE_BYTES = 64 * 1024
+from lenet_cli.serving.limits import Decoder
+from lenet_cli.serving.requests import RequestError, Upload, read_uploads
 
 
 class Gateway:
@@ -54,7 +47,7 @@ class Gateway:
         self.max_request_bytes = max_request_bytes
         self.input_mode = input_mode
         self.api_path = api_path
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._decoder = Decoder()  # small images at once, large ones queued (serving.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.api_path or scope["method"] != "POST":
@@ -63,9 +56,10 @@ class Gateway:
         try:
             body = await self._read_body(scope, receive)
             uploads, return_input = await read_uploads(scope, body)
-            digits = await self._decode(uploads, len(body))
+            digits = await self._decoder.decode(uploads)
         except RequestError as error:
-            await JSONResponse({"detail": error.message}, status_code=error.status)(scope, receive, send)
+            response = JSONResponse({"detail": error.message}, status_code=error.status, headers=error.headers)
+            await response(scope, receive, send)
             return
         except _ClientGone:
             return
@@ -93,11 +87,6 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def _decode(self, uploads: list[Upload], size: int) -> np.ndarray:
-        if size <= INLINE_BYTES:
-            return decode(uploads)
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, uploads)
 
     def _payload(self, digits: np.ndarray, uploads: list[Upload], return_input: bool) -> dict[str, Any]:
         inputs = to_model_input(torch.from_numpy(digits), self.input_mode).numpy()  # (N, 1, 32, 32) float32
