@@ -245,6 +245,23 @@ def config_bytes(data: bytes) -> Setup:
     return setup
 
 
+def config_door(option: str, data: bytes | None, nested: bool = False) -> Setup:
+    """``fit OPTION other.yaml`` with ``data`` in ``other.yaml`` (a FIFO when ``None``); with ``nested``,
+    ``fit --config bad.yaml`` where bad.yaml says ``model: other.yaml``."""
+
+    def setup(folder: Path) -> list[str]:
+        if data is None:
+            os.mkfifo(folder / "other.yaml")
+        else:
+            (folder / "other.yaml").write_bytes(data)
+        if nested:
+            (folder / "bad.yaml").write_text(f"{option}: other.yaml\n")
+            return ["fit", "--config", "bad.yaml"]
+        return ["fit", f"--{option}", "other.yaml"]
+
+    return setup
+
+
 def special_file(kind: str, name: str = "special") -> Callable[[Path], Path]:
     """Make a dangling symbolic link or a FIFO called ``name`` in the folder given."""
 
@@ -549,6 +566,28 @@ BAD_INPUTS = [
     ),
     pytest.param(
         ["fit", f"--model={alias_bomb(inline=True)}"], "aliases expand it to more than", id="inline alias bomb"
+    ),
+    # ... and every other door to a config file: --model/--data/--trainer FILE, a file named in a config
+    pytest.param(
+        config_door("model", alias_bomb().encode()),
+        "config file other.yaml refused: its YAML aliases expand it to more than",
+        id="alias bomb as --model",
+    ),
+    pytest.param(
+        config_door("model", alias_bomb().encode(), nested=True),
+        "config file other.yaml refused: its YAML aliases",
+        id="alias bomb named in a config",
+    ),
+    pytest.param(
+        config_door("data", b"\xff\xfe\x00\x01 binary"), "config file other.yaml is not UTF-8", id="binary --data"
+    ),
+    pytest.param(
+        config_door("trainer", None), "config file other.yaml is not a regular file", id="FIFO --trainer", marks=POSIX
+    ),
+    pytest.param(
+        config_door("trainer", b"# " + b"x" * (2**20 + 10) + b"\n", nested=True),
+        "config file other.yaml is 1.0 MiB, more than a config can be",
+        id="huge config named in a config",
     ),
     # Option values out of range
     pytest.param(
