@@ -318,6 +318,12 @@ def with_fifo(name: str, args: list[str]) -> Setup:
     return setup
 
 
+def export_onto_its_checkpoint(folder: Path) -> list[str]:
+    """``lenet export`` with ``--output`` naming the checkpoint it exports (it used to replace it, exit 0)."""
+    (folder / "x.ckpt").write_bytes(lenet_bytes())  # refused before it is read
+    return ["export", "--ckpt_path", "x.ckpt", "--output", "x.ckpt"]
+
+
 def lenet_bytes(transform: Callable[[bytes, dict[str, Any]], bytes] | None = None, **extra: Any) -> bytes:
     """A LeNet checkpoint's bytes as torch.save writes them (with ``extra`` keys), then ``transform``ed."""
     checkpoint = {"state_dict": LeNet().state_dict(), **extra}
@@ -642,6 +648,20 @@ BAD_INPUTS = [
         marks=POSIX,
     ),
     pytest.param(forged_name, "a\\nerror: forged.png: not an image file", id="line break in a name"),
+    # lenet export --output: a regular file only, never the checkpoint itself
+    pytest.param(
+        ["export", "--ckpt_path", "pretrained", "--output", "/dev/null"],
+        "--output /dev/null: is not a regular file",
+        id="export onto a device",
+        marks=POSIX,
+    ),
+    pytest.param(
+        with_fifo("out.onnx", ["export", "--ckpt_path", "pretrained", "--output", "out.onnx"]),
+        "--output out.onnx: is not a regular file",
+        id="export onto a FIFO",
+        marks=POSIX,
+    ),
+    pytest.param(export_onto_its_checkpoint, "--output x.ckpt is the checkpoint being exported", id="export onto ckpt"),
 ]
 
 EARLIER_METRICS = "epoch,step\n0,1\n"

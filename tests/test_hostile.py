@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,10 @@ from PIL import EpsImagePlugin, Image
 
 from lenet_cli.cli.main import main
 from lenet_cli.images.decode import BadImage, read_grayscale
+from lenet_cli.runs import ckpt_path
 from tests.helpers import CPU, error_line, lenet_subprocess
 from tests.test_errors import POSTSCRIPT
+from tests.test_runs_listing import fake_run
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="a shell script as a fake program, FIFOs")
 
@@ -137,3 +140,69 @@ def test_concurrent_large_images_are_queued_then_refused_with_503_and_retry_afte
         else:
             assert answer.json()["class"] == 1
     assert httpx.get(f"{digit_server.url}/health", timeout=30).status_code == 200
+
+
+# --- Run folders --------------------------------------------------------------------------------------
+
+
+def broken_runs(runs: Path) -> dict[str, str]:
+    """Next to a good run (version_0), run folders each broken one way: {folder: what the warning says}."""
+    fake_run(runs / "version_0", [0.3, 0.2])
+    broken = {
+        "version_1": "run.json is not a regular file",  # a FIFO: hung `lenet runs`
+        "version_2": "metrics.csv is not a regular file",  # a link to /dev/zero: ate memory
+        "version_3": "run.json: its subcommand is 5",
+        "version_4": "metrics.csv: val/loss 'abc' is not a number",
+        "version_5": "run.json is nested too deeply",
+        "version_6": "run.json: its configs is",
+    }
+    for name in broken:
+        fake_run(runs / name, [0.1])  # a lower val/loss than version_0's: best would pick it
+    os.mkfifo(runs / "version_1" / "run.json")
+    (runs / "version_2" / "metrics.csv").unlink()
+    (runs / "version_2" / "metrics.csv").symlink_to("/dev/zero")
+    (runs / "version_3" / "run.json").write_text(json.dumps({"subcommand": 5}))
+    (runs / "version_4" / "metrics.csv").write_text("epoch,step,val/loss\n0,1,abc\n")
+    (runs / "version_5" / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    (runs / "version_6" / "run.json").write_text(json.dumps({"subcommand": "fit", "configs": [{"deep": [1]}]}))
+    return broken
+
+
+@POSIX
+def test_broken_run_folders_are_skipped_with_one_warning_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    broken = broken_runs(Path("runs/mnist"))
+    main(["runs", "runs/mnist"])
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()[1:] if line.startswith("runs/")] == ["runs/mnist/version_0"]
+    assert "--ckpt_path best in runs/mnist: runs/mnist/version_0/checkpoints/best.ckpt" in out
+    warnings_ = [line for line in err.splitlines() if line.startswith("warning: skipped the run folder")]
+    assert len(warnings_) == len(broken)  # the table and the choice of best read each folder
+    for name, reason in broken.items():
+        assert any(f"runs/mnist/{name}: " in line and reason in line for line in warnings_), (name, err)
+    assert "Traceback" not in err
+    best, _ = ckpt_path.best_checkpoint(Path("runs/mnist"))
+    assert best == Path("runs/mnist/version_0/checkpoints/best.ckpt")
+
+
+# --- Names on the terminal ----------------------------------------------------------------------------
+
+FORGED = "a\nerror: forged\x1b[2J"  # a line break that would start a fake error line; a clear-screen sequence
+
+
+@POSIX
+def test_lenet_runs_and_export_print_names_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake_run(Path("runs") / FORGED / "version_0", [0.2], {"subcommand": "fit\x1b[31m", "configs": [FORGED]})
+    main(["runs", "runs"])
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\nerror:" not in out + err
+    assert "runs/a\\nerror: forged\\x1b[2J/version_0" in out and "fit\\x1b[31m" in out
+    main(["export", *CPU, "--ckpt_path", "pretrained", "--output", f"{FORGED}.onnx"])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.startswith("wrote a\\nerror: forged\\x1b[2J.onnx (onnx, ")
+    assert Path(f"{FORGED}.onnx").stat().st_size > 10_000
