@@ -2,9 +2,9 @@
 
     python tools/make_pretrained.py --config configs/robust.yaml --seed 1
 
-trains on the CPU, tests the best checkpoint, and writes ``lenet-robust.ckpt`` and ``lenet-robust.json``
-(the command, versions, machine, accuracies) into the package; paste the sha256 it prints into
-``lenet_cli.checkpoints.pretrained.SHA256``. Bit-identical twice on the 2-core AMD EPYC; another machine
+trains on the CPU, tests the best checkpoint, and writes ``lenet-robust.ckpt``, ``lenet-robust.json``
+(the command, versions, machine, accuracies) and ``SHA256SUMS`` (of both, checked at every use) into the
+package. Bit-identical twice on the 2-core AMD EPYC; another machine
 may round differently. Not part of the package: it drives ``lenet fit`` and ``lenet test``.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lenet_cli.checkpoints import load
-from lenet_cli.checkpoints.pretrained import FILE, KEPT, RECORD, folder
+from lenet_cli.checkpoints.pretrained import FILE, KEPT, RECORD, folder, write_checksums
 from lenet_cli.cli.main import main as lenet
 
 
@@ -85,6 +85,7 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
         "licence": "CC BY-SA 3.0, as MNIST (Yann LeCun and Corinna Cortes)",
     }
     (out / RECORD).write_text(json.dumps(entry, indent=1) + "\n")
+    write_checksums(out)
     return entry
 
 
