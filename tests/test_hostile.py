@@ -206,3 +206,83 @@ def test_lenet_runs_and_export_print_names_escaped(
     out = capsys.readouterr().out
     assert "\x1b" not in out and out.startswith("wrote a\\nerror: forged\\x1b[2J.onnx (onnx, ")
     assert Path(f"{FORGED}.onnx").stat().st_size > 10_000
+
+
+# --- Full disks and deep globs ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every atomic write's temporary file is a link to /dev/full: each write fails with ENOSPC. (But
+    config.yaml's: jsonargparse refuses to write onto a device before writing, unlike on a full disk.)"""
+    from lenet_cli import atomic
+
+    temporary_beside = atomic.temporary_beside
+
+    def onto_dev_full(path: Path) -> Path:
+        if path.name == "config.yaml":
+            return temporary_beside(path)
+        temporary = path.parent / f".{path.name}.full.tmp"
+        temporary.symlink_to("/dev/full")
+        return temporary
+
+    monkeypatch.setattr(atomic, "temporary_beside", onto_dev_full)
+
+
+@POSIX
+@pytest.mark.usefixtures("full_disk")
+def test_a_full_disk_during_a_checkpoint_save_names_the_free_space(tmp_path: Path) -> None:
+    import torch
+
+    from lenet_cli.checkpoints.save import AtomicCheckpointIO
+    from lenet_cli.errors import LenetError
+
+    # torch.save raises RuntimeError("... unexpected pos ...") for the file's ENOSPC: no longer a traceback.
+    with pytest.raises(LenetError, match=r"cannot write .*x\.ckpt: No space left on device, [\d.]+ MiB free; free"):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(100_000)}, tmp_path / "x.ckpt")
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+@POSIX
+@pytest.mark.usefixtures("full_disk")
+def test_a_full_disk_during_predict_is_one_line_with_the_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(digit).save("one.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", *CPU, "--data.predict_path", "one.png"])
+    assert exit_info.value.code == 2
+    line = error_line(capsys.readouterr().err)
+    assert "No space left on device, " in line and " MiB free; free some space" in line
+
+
+def test_an_os_error_of_a_full_disk_is_worded_with_the_free_space(tmp_path: Path) -> None:
+    import errno
+
+    from lenet_cli.errors import describe
+
+    message = describe(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "metrics.csv")))
+    assert message.startswith("No space left on device: ") and " MiB free" in message
+
+
+def test_a_glob_over_a_1100_level_tree_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lenet_cli.images.files import MAX_GLOB_DEPTH, list_files
+
+    monkeypatch.chdir(tmp_path)
+    deep = Path("tree")
+    deep.mkdir()
+    for _ in range(1100):  # a recursive walk: RecursionError (so is Path.mkdir(parents=True))
+        deep /= "d"
+        deep.mkdir()
+    (deep / "deep.png").write_bytes(b"")
+    (Path("tree") / "top.png").write_bytes(b"")
+    listing = list_files("tree/**/*.png")
+    assert listing.files == [Path("tree/top.png")]
+    assert [(str(entry).count("/"), kind) for entry, kind in listing.skipped] == [
+        (MAX_GLOB_DEPTH + 1, f"a folder more than {MAX_GLOB_DEPTH} levels deep, not searched")
+    ]
