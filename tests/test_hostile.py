@@ -136,7 +136,7 @@ def test_concurrent_large_images_are_queued_then_refused_with_503_and_retry_afte
     assert 200 in statuses and 503 in statuses, statuses  # 2 API processes × (1 decoding + 2 waiting) < 16
     for answer in answers:
         if answer.status_code == 503:
-            assert answer.headers["retry-after"] == "1" and "busy decoding large images" in answer.json()["detail"]
+            assert answer.headers["retry-after"] == "1" and "busy with large images" in answer.json()["detail"]
         else:
             assert answer.json()["class"] == 1
     assert httpx.get(f"{digit_server.url}/health", timeout=30).status_code == 200
@@ -292,3 +292,21 @@ def test_a_glob_over_a_1100_level_tree_is_bounded(
     assert [(str(entry).count("/"), kind) for entry, kind in listing.skipped] == [
         (MAX_GLOB_DEPTH + 1, f"a folder more than {MAX_GLOB_DEPTH} levels deep, not searched")
     ]
+
+
+def test_a_second_large_body_in_a_process_is_refused_before_it_is_read() -> None:
+    from lenet_cli.serving.limits import LARGE_BODY_BYTES, Decoder
+    from lenet_cli.serving.requests import RequestError
+
+    def scope(size: int) -> dict:
+        return {"headers": [(b"content-length", str(size).encode())]}
+
+    decoder = Decoder()
+    with decoder.admit(scope(LARGE_BODY_BYTES + 1)):
+        with decoder.admit(scope(100)):  # small bodies are never held back
+            pass
+        with pytest.raises(RequestError) as refused, decoder.admit(scope(8_000_000)):
+            pass
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+    with decoder.admit(scope(8_000_000)):  # free again
+        pass

@@ -54,9 +54,10 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._read_body(scope, receive)
-            uploads, return_input = await read_uploads(scope, body)
-            digits = await self._decoder.decode(uploads)
+            with self._decoder.admit(scope):  # a large body: one at a time per process, else 503 unread
+                body = await self._read_body(scope, receive)
+                uploads, return_input = await read_uploads(scope, body)
+                digits = await self._decoder.decode(uploads)
         except RequestError as error:
             response = JSONResponse({"detail": error.message}, status_code=error.status, headers=error.headers)
             await response(scope, receive, send)
