@@ -5,10 +5,10 @@
 Starts ``lenet serve --ckpt_path pretrained`` on a free port of 127.0.0.1 and sends ``--good`` requests
 from one client, one after another, alternating a 28×28 MNIST digit (PNG) and a phone-style photo
 (480×360 JPEG): first alone, then while ``--attackers`` threads send, until the good client is done and
-at most ``--rate`` a second in all, large requests in turn: a 23 Mpx PNG (~25 KB; under the 25 Mpx a request may decode), a PNG
-that declares 88 Mpx in 60 bytes, and 8 MB of multipart near-limit images. Prints the good requests'
-p50 and p99 in both phases, their ratio, and every status seen. Results: docs/hostile-inputs.md.
-(Not in benchmarks/: that folder is being merged down to a few scripts.)
+at most ``--rate`` a second in all, large requests in turn: a 23 Mpx PNG (~25 KB; under the 25 Mpx a
+request may decode), a PNG that declares 88 Mpx in 60 bytes, and 8 MB of multipart near-limit images.
+Prints the good requests' p50 and p99 in both phases, their ratio, and every status seen.
+Results: docs/hostile-inputs.md. (Not in benchmarks/: that folder is being merged down to a few scripts.)
 """
 
 from __future__ import annotations
