@@ -25,8 +25,8 @@ import torch
 from jsonargparse import ArgumentError
 from PIL import Image
 
-from lenet_cli.cli.main import main
 from lenet_cli.checkpoints import pretrained
+from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
 from lenet_cli.training.module import LeNet
