@@ -77,7 +77,7 @@ def header(device: str, runs: int, packages: tuple[str, ...] = ()) -> dict[str, 
         count = torch.cuda.device_count()
         machine = f"{count} × {torch.cuda.get_device_name(0)}; {machine}"
     record = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "device": device,
         "python": platform.python_version(),

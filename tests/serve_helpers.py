@@ -123,3 +123,24 @@ def photo_like(digit: np.ndarray, seed: int) -> bytes:
     buffer = io.BytesIO()
     color.save(buffer, format="JPEG", quality=80)
     return buffer.getvalue()
+
+
+def cielab_tiff() -> bytes:
+    """A CIELab TIFF: Pillow decodes it but cannot make it grayscale."""
+    buffer = io.BytesIO()
+    Image.new("LAB", (40, 40), (50, 0, 0)).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def huge_png_header(width: int = 30000, height: int = 30000) -> bytes:
+    """A PNG that declares ``width``×``height`` pixels (beyond Pillow's decompression-bomb limit) in a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )

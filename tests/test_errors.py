@@ -25,6 +25,7 @@ import torch
 from jsonargparse import ArgumentError
 from PIL import Image
 
+from lenet_cli.checkpoints import pretrained
 from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE, LenetError
@@ -138,6 +139,21 @@ def unreadable_image(folder: Path) -> list[str]:
     return predict("locked.png")
 
 
+POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\nshowpage\n"
+
+
+def postscript_named_png(folder: Path) -> list[str]:
+    """An EPS file named .png: Pillow's EPS plugin would hand it to Ghostscript (tests/test_hostile.py)."""
+    (folder / "digit.png").write_bytes(POSTSCRIPT)
+    return predict("digit.png")
+
+
+def cielab_tiff(folder: Path) -> list[str]:
+    """A CIELab TIFF: Pillow decodes it, but cannot make it grayscale (a ValueError, once a traceback)."""
+    Image.new("LAB", (40, 40), (50, 0, 0)).save(folder / "lab.tif")
+    return predict("lab.tif")
+
+
 def bomb(width: int) -> Setup:
     """A PNG that claims ``width``² pixels: beyond twice Pillow's limit Pillow refuses it; below, lenet."""
 
@@ -230,6 +246,23 @@ def config_bytes(data: bytes) -> Setup:
     return setup
 
 
+def config_door(option: str, data: bytes | None, nested: bool = False) -> Setup:
+    """``fit OPTION other.yaml`` with ``data`` in ``other.yaml`` (a FIFO when ``None``); with ``nested``,
+    ``fit --config bad.yaml`` where bad.yaml says ``model: other.yaml``."""
+
+    def setup(folder: Path) -> list[str]:
+        if data is None:
+            os.mkfifo(folder / "other.yaml")
+        else:
+            (folder / "other.yaml").write_bytes(data)
+        if nested:
+            (folder / "bad.yaml").write_text(f"{option}: other.yaml\n")
+            return ["fit", "--config", "bad.yaml"]
+        return ["fit", f"--{option}", "other.yaml"]
+
+    return setup
+
+
 def special_file(kind: str, name: str = "special") -> Callable[[Path], Path]:
     """Make a dangling symbolic link or a FIFO called ``name`` in the folder given."""
 
@@ -284,6 +317,12 @@ def with_fifo(name: str, args: list[str]) -> Setup:
         return args
 
     return setup
+
+
+def export_onto_its_checkpoint(folder: Path) -> list[str]:
+    """``lenet export`` with ``--output`` naming the checkpoint it exports (it used to replace it, exit 0)."""
+    (folder / "x.ckpt").write_bytes(pretrained.path().read_bytes())  # a good checkpoint, read before export
+    return ["export", "--ckpt_path", "x.ckpt", "--output", "x.ckpt"]
 
 
 def lenet_bytes(transform: Callable[[bytes, dict[str, Any]], bytes] | None = None, **extra: Any) -> bytes:
@@ -376,6 +415,8 @@ BAD_INPUTS = [
     pytest.param(corrupt_image, "broken.png: corrupt or truncated image", id="corrupt image"),
     pytest.param(blank_image, "blank.png: no digit", id="blank image"),
     pytest.param(unreadable_image, "locked.png: cannot be read (Permission denied)", id="unreadable image"),
+    pytest.param(postscript_named_png, "digit.png: not an image file", id="PostScript named .png"),
+    pytest.param(cielab_tiff, "lab.tif: cannot be made grayscale", id="CIELab TIFF"),
     pytest.param(bomb(30_000), "bomb.png: too large to decode safely", id="decompression bomb"),
     pytest.param(bomb(10_000), "bomb.png: 10000×10000 pixels", id="image just over Pillow's limit"),
     pytest.param(folder_of_bad_files, "none of the 2 files of bad is a readable digit image", id="only bad files"),
@@ -533,6 +574,28 @@ BAD_INPUTS = [
     pytest.param(
         ["fit", f"--model={alias_bomb(inline=True)}"], "aliases expand it to more than", id="inline alias bomb"
     ),
+    # ... and every other door to a config file: --model/--data/--trainer FILE, a file named in a config
+    pytest.param(
+        config_door("model", alias_bomb().encode()),
+        "config file other.yaml refused: its YAML aliases expand it to more than",
+        id="alias bomb as --model",
+    ),
+    pytest.param(
+        config_door("model", alias_bomb().encode(), nested=True),
+        "config file other.yaml refused: its YAML aliases",
+        id="alias bomb named in a config",
+    ),
+    pytest.param(
+        config_door("data", b"\xff\xfe\x00\x01 binary"), "config file other.yaml is not UTF-8", id="binary --data"
+    ),
+    pytest.param(
+        config_door("trainer", None), "config file other.yaml is not a regular file", id="FIFO --trainer", marks=POSIX
+    ),
+    pytest.param(
+        config_door("trainer", b"# " + b"x" * (2**20 + 10) + b"\n", nested=True),
+        "config file other.yaml is 1.0 MiB, more than a config can be",
+        id="huge config named in a config",
+    ),
     # Option values out of range
     pytest.param(
         ["fit", "--model.lr=-1"], "--model.lr -1.0: out of range; give a value of at least 0", id="negative lr"
@@ -586,6 +649,20 @@ BAD_INPUTS = [
         marks=POSIX,
     ),
     pytest.param(forged_name, "a\\nerror: forged.png: not an image file", id="line break in a name"),
+    # lenet export --output: a regular file only, never the checkpoint itself
+    pytest.param(
+        ["export", "--ckpt_path", "pretrained", "--output", "/dev/null"],
+        "--output /dev/null: is not a regular file",
+        id="export onto a device",
+        marks=POSIX,
+    ),
+    pytest.param(
+        with_fifo("out.onnx", ["export", "--ckpt_path", "pretrained", "--output", "out.onnx"]),
+        "--output out.onnx: is not a regular file",
+        id="export onto a FIFO",
+        marks=POSIX,
+    ),
+    pytest.param(export_onto_its_checkpoint, "--output x.ckpt is the checkpoint being exported", id="export onto ckpt"),
 ]
 
 EARLIER_METRICS = "epoch,step\n0,1\n"

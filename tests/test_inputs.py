@@ -102,9 +102,9 @@ def test_full_disk_during_a_checkpoint_save_is_one_line(
     replace_atomically = save.atomic.replace_atomically
 
     @contextmanager
-    def onto_a_full_disk(path: str | Path) -> Iterator[Path]:
+    def onto_a_full_disk(path: str | Path, *remedy: str) -> Iterator[Path]:
         if not str(path).endswith(".ckpt"):  # config.yaml and the rest as usual
-            with replace_atomically(path) as temporary:
+            with replace_atomically(path, *remedy) as temporary:
                 yield temporary
             return
         yield Path("/dev/full")  # every write fails with ENOSPC, as on a full disk
@@ -113,5 +113,5 @@ def test_full_disk_during_a_checkpoint_save_is_one_line(
     monkeypatch.chdir(tmp_path)
     args = small_run("fit", small_mnist, val_batches=None)
     line = assert_one_line_error(args, "No space left on device", capsys, check_files=False)  # found mid-run
-    assert line.startswith("error: cannot write checkpoint runs/quick/version_0/checkpoints/")
+    assert line.startswith("error: cannot write runs/quick/version_0/checkpoints/")
     assert "MiB free; free some space or give --checkpoint.dirpath" in line

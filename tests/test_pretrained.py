@@ -42,7 +42,7 @@ def test_the_checkpoint_is_small_weights_only_and_plain() -> None:
 
 def test_the_record_beside_it_says_how_it_was_made() -> None:
     record = pretrained.record()
-    assert record["sha256"] == pretrained.SHA256 == load.sha256(pretrained.path())
+    assert record["sha256"] == pretrained.checksums()[pretrained.FILE] == load.sha256(pretrained.path())
     assert record["command"] == "python -m lenet_cli.pretrained --config configs/robust.yaml --seed 1"
     assert record["config"] == "robust.yaml" and record["seed"] == 1
     assert record["torch"] and record["lightning"] and record["cpu"]
@@ -58,10 +58,12 @@ def test_a_damaged_copy_is_refused(
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
     (damaged / pretrained.FILE).write_bytes(bytes(data))
     monkeypatch.setattr(pretrained, "folder", lambda: damaged)
-    with pytest.raises(LenetError, match="does not match its verified checksum"):
+    with pytest.raises(LenetError, match="does not match its checksum in SHA256SUMS"):
         pretrained.path()
     monkeypatch.chdir(tmp_path)
-    assert_one_line_error(["test", *CPU, "--ckpt_path", "pretrained"], "does not match its verified checksum", capsys)
+    assert_one_line_error(
+        ["test", *CPU, "--ckpt_path", "pretrained"], "does not match its checksum in SHA256SUMS", capsys
+    )
 
 
 def test_test_without_ckpt_path_uses_it_and_reads_as_the_card_says(
@@ -127,3 +129,23 @@ def test_the_built_wheel_contains_it(tmp_path: Path) -> None:
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     assert f"lenet_cli/checkpoints/bundled/{pretrained.FILE}" in names
     assert f"lenet_cli/checkpoints/bundled/{pretrained.RECORD}" in names
+
+
+@pytest.mark.parametrize("name", [pretrained.RECORD, pretrained.SUMS])
+def test_an_edited_record_or_missing_checksums_are_refused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is checked as the weights are: a claimed accuracy cannot be edited in place."""
+    damaged = tmp_path / "pretrained"
+    shutil.copytree(pretrained.folder(), damaged)
+    monkeypatch.setattr(pretrained, "folder", lambda: damaged)
+    if name == pretrained.RECORD:
+        (damaged / name).write_text((damaged / name).read_text().replace('"test_accuracy": 0.', '"test_accuracy": 1.'))
+        expected = "lenet-robust.json does not match its checksum in SHA256SUMS"
+    else:
+        (damaged / name).unlink()
+        expected = "SHA256SUMS cannot be read"
+    with pytest.raises(LenetError, match=expected):
+        pretrained.path()
+    with pytest.raises(LenetError, match=expected):
+        pretrained.record()

@@ -12,7 +12,7 @@ import pytest
 from lenet_cli.cli import lightning_cli, main
 from lenet_cli.cli.main import main as run_cli
 from lenet_cli.errors import LenetError
-from lenet_cli.runs import ckpt_path, listing
+from lenet_cli.runs import ckpt_path, record
 from tests.helpers import CONFIGS, QUICK, assert_one_line_error
 
 REPORT = "--trainer.callbacks+=lenet_cli.outputs.report.EvaluationReport"  # configs/mnist.yaml has it; quick.yaml not
@@ -85,7 +85,7 @@ def test_ckpt_path_best_in_a_command_states_the_run_it_picked(
     )
     chosen = runs / "version_0" / "checkpoints" / "best.ckpt"
     start = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("lenet test"))
-    val_loss = listing.summarise(runs / "version_0").best_val_loss
+    val_loss = record.summarise(runs / "version_0").best_val_loss
     assert start == (
         f"lenet test → {runs / 'version_2'}; --ckpt_path best: using {chosen} (val/loss {val_loss:.4f}, the lowest "
         f"of 2 runs in {runs}; the newest, version_1, has {val_loss + 1:.4f}); on cpu"

@@ -17,7 +17,8 @@ from PIL import Image
 
 from lenet_cli.images import files
 from tests.helpers import assert_one_line_error, png_claiming
-from tests.serve_helpers import photo_like, png, process_group_alive
+from tests.serve_helpers import cielab_tiff, huge_png_header, photo_like, png, process_group_alive
+from tests.test_errors import POSTSCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,27 @@ def _bad_requests() -> list:
             400,
             "pixels",
             id="over-pixel-limit",
+        ),
+        pytest.param(
+            {"content": huge_png_header(9000, 9000), "headers": {"Content-Type": "image/png"}},
+            413,
+            "decode to more than 25000000 pixels",
+            id="over-pixels-per-request",
+        ),
+        pytest.param(
+            {"content": b"[" * 100_000, "headers": {"Content-Type": "application/json"}},
+            400,
+            "JSON nested too deeply",
+            id="deeply-nested-json",
+        ),
+        pytest.param(
+            {"content": POSTSCRIPT, "headers": {"Content-Type": "image/png"}}, 400, "not an image", id="postscript"
+        ),
+        pytest.param(
+            {"content": cielab_tiff(), "headers": {"Content-Type": "image/tiff"}},
+            400,
+            "cannot be made grayscale",
+            id="cielab-tiff",
         ),
         pytest.param(
             {"content": digit, "headers": {"Content-Type": "text/plain"}},

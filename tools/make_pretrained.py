@@ -3,9 +3,9 @@
     python tools/make_pretrained.py --config configs/robust.yaml --seed 1
 
 trains on the CPU, tests the best checkpoint, and writes ``lenet-robust.ckpt``, ``lenet-robust.json``
-(the command, versions, machine, accuracies) and ``lenet-robust.onnx`` (the same network with its
-preprocessing, for ``lenet read``) into the package; paste the two sha256 it prints into
-``lenet_cli.checkpoints.pretrained.SHA256`` and ``lenet_cli.reading.model.BUNDLED_SHA256``.
+(the command, versions, machine, accuracies), ``SHA256SUMS`` (of both, checked at every use) and
+``lenet-robust.onnx`` (the same network with its preprocessing, for ``lenet read``) into the package;
+paste the ONNX sha256 it prints into ``lenet_cli.reading.model.BUNDLED_SHA256``.
 
     python tools/make_pretrained.py --onnx-only
 
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from lenet_cli.checkpoints import load
-from lenet_cli.checkpoints.pretrained import FILE, KEPT, ONNX_FILE, RECORD, folder
+from lenet_cli.checkpoints.pretrained import FILE, KEPT, ONNX_FILE, RECORD, folder, write_checksums
 from lenet_cli.cli.main import main as lenet
 
 
@@ -91,6 +91,7 @@ def build(config: Path, seed: int, out: Path, extra: list[str]) -> dict[str, Any
         "licence": "CC BY-SA 3.0, as MNIST (Yann LeCun and Corinna Cortes)",
     }
     (out / RECORD).write_text(json.dumps(entry, indent=1) + "\n")
+    write_checksums(out)
     return entry
 
 

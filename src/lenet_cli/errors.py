@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import sys
 from typing import TextIO
 
@@ -52,6 +54,19 @@ def escaped(name: object) -> str:
     return "".join(parts)
 
 
+def free_space(path: object) -> str:
+    """``", 12.3 MiB free"`` on the disk that holds ``path`` (its nearest existing folder); "" when unknown."""
+    if path is None:
+        return ""
+    folder = os.path.abspath(os.fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return f", {shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        return ""
+
+
 def print_safely(message: str, stream: TextIO | None = None) -> None:
     """``message`` on ``stream`` (default stderr) if it can be written: a warning must not end the
     command it warns about (stderr closed, on a full disk or a broken pipe).
@@ -77,6 +92,8 @@ def describe(error: BaseException, subcommand: str | None = None) -> str:
     if isinstance(error, OSError) and error.strerror:
         where = f" {escaped(error.filename)}" if error.filename else ""
         message = f"{error.strerror}:{where}" if where else error.strerror
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk during a save lenet does not make itself
+            message += free_space(error.filename)
     elif isinstance(error, LenetError):
         # lenet's messages are one line: a line break in one comes from a name in it, shown escaped.
         message = escaped(str(error).strip()) or type(error).__name__

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from lenet_cli import __version__, atomic
 from lenet_cli.checkpoints import load
 from lenet_cli.data import mnist
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import LenetError, escaped
 from lenet_cli.images.mnist_style import FIELD
 
 Format = Literal["onnx", "pt2"]
@@ -83,7 +84,7 @@ def run(
         raise LenetError(
             "lenet export needs weights: --ckpt_path best, last, pretrained or a checkpoint file (untrained has none)"
         )
-    target = output_path(output, format, Path(trainer.log_dir or trainer.default_root_dir))
+    target = output_path(output, format, Path(trainer.log_dir or trainer.default_root_dir), ckpt_path)
     if format == "onnx":
         require_onnx_tools()
     pad = datamodule is not None and datamodule.hparams.get("input_mode") == "pad"
@@ -114,25 +115,40 @@ def run(
             write_pt2(classifier, example, temporary, info)
     size, classes = target.stat().st_size / 1024, model.hparams["num_classes"]
     shape = input_shape(model, with_preprocessing)
-    print(f"wrote {target} ({format}, {size:.0f} KiB): {INPUT} {shape} → {OUTPUT} (N, {classes}), from {ckpt_path}")
+    print(
+        f"wrote {escaped(target)} ({format}, {size:.0f} KiB): {INPUT} {shape} → {OUTPUT} (N, {classes}), "
+        f"from {escaped(ckpt_path)}"
+    )
     return target
 
 
-def output_path(output: str | None, format: str, run_folder: Path) -> Path:
-    """The file to write, checked before any work: a writable folder, a suffix that matches ``format``.
+def output_path(output: str | None, format: str, run_folder: Path, ckpt_path: str | None = None) -> Path:
+    """The file to write, checked before any work: a writable folder, a suffix that matches ``format``,
+    nothing there but a regular file (a device or FIFO would be replaced by a file), never the checkpoint.
 
     Without ``--output``, ``lenet.onnx`` / ``lenet.pt2`` in the command's run folder (runs/<name>/version_N/,
     made only once the export is about to be written): never into the working folder, where a second
     export would replace the first.
     """
     target = Path(output).expanduser() if output else run_folder / f"lenet.{format}"
+    shown = escaped(output if output else target)
     if target.is_dir():
-        raise LenetError(f"--output {output}: is a folder; name the file to write (e.g. {target / f'lenet.{format}'})")
+        raise LenetError(
+            f"--output {shown}: is a folder; name the file to write (e.g. {escaped(target / f'lenet.{format}')})"
+        )
     other = next((name for name in FORMATS if name != format and target.suffix == f".{name}"), None)
     if other is not None:
         raise LenetError(
-            f"--output {output} is a .{other} name but --format is {format}: add --format {other} or rename it"
+            f"--output {shown} is a .{other} name but --format is {format}: add --format {other} or rename it"
         )
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        mode = None  # nothing there yet (or a dangling link, which the new file replaces)
+    if mode is not None and not stat.S_ISREG(mode):
+        raise LenetError(f"--output {shown}: is not a regular file (a device, FIFO or socket); name a file to write")
+    if mode is not None and ckpt_path and Path(ckpt_path).exists() and target.samefile(ckpt_path):
+        raise LenetError(f"--output {shown} is the checkpoint being exported; name another file")
     atomic.check_writable("output", target.parent)
     return target
 

@@ -157,7 +157,7 @@ def unsafe_globals(path: Path, error: Exception) -> list[str]:
     """The functions and classes a full unpickling of ``path`` would call, as far as they can be read."""
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # noqa: BLE001 - not a torch.save zip file, or torch < 2.5: read torch's message
+    except Exception:  # noqa: BLE001 - not a torch.save zip file: read torch's message
         unsafe = []
     return unsafe or re.findall(r"GLOBAL (\S+)", str(error))
 
@@ -208,15 +208,7 @@ def refuse_unsafe(path: Path, target: str | Path) -> None:
     when a hyperparameter or callback state holds some object: better at the first save than when the
     run is over and no ``weights_only`` load can read its checkpoints.
     """
-    find_unsafe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
-    if find_unsafe is not None:
-        unsafe = find_unsafe(path)
-    else:  # torch < 2.5: try the load itself
-        try:
-            torch.load(path, map_location="cpu", weights_only=True)
-            unsafe = []
-        except pickle.UnpicklingError as error:
-            unsafe = [str(error).strip().splitlines()[0]]
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     if unsafe:
         raise LenetError(
             f"refusing to write checkpoint {target}: it would hold {', '.join(unsafe)}, which a safe "

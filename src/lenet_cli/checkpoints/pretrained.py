@@ -7,9 +7,10 @@ every load as the bundled data is (lenet_cli/idx.py). Made from a checkout of th
 
     python tools/make_pretrained.py --config configs/robust.yaml --seed 1
 
-which trains on the CPU, tests the best checkpoint, and writes ``bundled/lenet-robust.ckpt`` and
-``bundled/lenet-robust.json`` (the command, versions, machine, accuracies) into the package; paste
-the sha256 it prints into :data:`SHA256`. docs/model-card.md describes the model.
+which trains on the CPU, tests the best checkpoint, and writes ``bundled/lenet-robust.ckpt``,
+``bundled/lenet-robust.json`` (the command, versions, machine, accuracies) and ``bundled/SHA256SUMS``
+(the sha256 of both, as ``sha256sum`` writes them) into the package. Both files are checked against
+SHA256SUMS before use. docs/model-card.md describes the model.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lenet_cli.reading.model import BUNDLED_FILE, BUNDLED_SHA256
 
 FILE = "lenet-robust.ckpt"
 RECORD = "lenet-robust.json"
-SHA256 = "15f62c1c1320919d5bbde0499434c1b844b0fa28ea370ad5fbc1504d35676901"
+SUMS = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` in the folder checks it too
 # The same network exported with its preprocessing (uint8 (N, 28, 28) → logits) for ONNX Runtime
 # (``lenet read``, ``lenet serve``): its name and sha256 live with the torch-free reader that loads it.
 ONNX_FILE, ONNX_SHA256 = BUNDLED_FILE, BUNDLED_SHA256
@@ -40,22 +41,45 @@ def folder() -> Path:
 
 
 def path() -> Path:
-    """The pretrained checkpoint, after checking its sha256 (a damaged or replaced file fails in one line)."""
-    checkpoint = folder() / FILE
-    if not checkpoint.is_file():
-        raise LenetError(f"the pretrained model {checkpoint} is missing from this installation; reinstall lenet-cli")
-    if load.sha256(checkpoint) != SHA256:
-        raise LenetError(
-            f"the pretrained model {checkpoint} does not match its verified checksum (corrupt or modified); "
-            "reinstall lenet-cli"
-        )
-    return checkpoint
+    """The pretrained checkpoint, after checking it and its record against SHA256SUMS (a damaged or
+    replaced file fails in one line)."""
+    verified(RECORD)
+    return verified(FILE)
 
 
 def record() -> dict[str, Any]:
-    """How the pretrained model was made and how well it reads: the JSON beside it."""
-    loaded: dict[str, Any] = json.loads((folder() / RECORD).read_text())
+    """How the pretrained model was made and how well it reads: the JSON beside it, checked."""
+    loaded: dict[str, Any] = json.loads(verified(RECORD).read_text())
     return loaded
+
+
+def verified(name: str) -> Path:
+    """``name`` in :func:`folder`, after checking that its sha256 is the one SHA256SUMS lists for it."""
+    file = folder() / name
+    if not file.is_file():
+        raise LenetError(f"the pretrained model's {file} is missing from this installation; reinstall lenet-cli")
+    if load.sha256(file) != checksums().get(name):
+        raise LenetError(
+            f"the pretrained model's {file} does not match its checksum in {SUMS} (corrupt or modified); "
+            "reinstall lenet-cli"
+        )
+    return file
+
+
+def checksums() -> dict[str, str]:
+    """``{file name: sha256}`` from SHA256SUMS (``<hex>  <name>`` lines)."""
+    try:
+        lines = (folder() / SUMS).read_text().splitlines()
+    except OSError as error:
+        raise LenetError(f"the pretrained model's {SUMS} cannot be read ({error}); reinstall lenet-cli") from error
+    return {name.lstrip("*"): digest for digest, _, name in (line.partition("  ") for line in lines if line.strip())}
+
+
+def write_checksums(out: Path) -> str:
+    """Write ``out``/SHA256SUMS for the checkpoint and its record (tools/make_pretrained.py); its text."""
+    text = "".join(f"{load.sha256(out / name)}  {name}\n" for name in (FILE, RECORD))
+    (out / SUMS).write_text(text)
+    return text
 
 
 def describe() -> str:

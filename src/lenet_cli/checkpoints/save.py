@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,30 +48,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
+        remedy = "give --checkpoint.dirpath elsewhere"
         try:
-            with atomic.replace_atomically(path) as temporary:
-                # Through a Python file: a failed write raises OSError (ENOSPC...), not torch's
-                # "[enforce fail at inline_container.cc] unexpected pos" that names no cause.
+            with atomic.replace_atomically(path, remedy) as temporary:
                 with temporary.open("wb") as file:
-                    torch.save(checkpoint, file)
+                    try:
+                        torch.save(checkpoint, file)
+                    except RuntimeError as error:
+                        # torch's writer turns the file's OSError (ENOSPC...) into "[enforce fail at
+                        # inline_container.cc] unexpected pos", which names no cause: raise the OSError.
+                        if isinstance(error.__context__, OSError):
+                            raise error.__context__ from error
+                        raise
                 refuse_unsafe(temporary, path)
         except OSError as error:
+            atomic.raise_if_full(path, error, remedy)
             raise LenetError(write_failure(path, error)) from error
 
 
 def write_failure(path: str | Path, error: OSError) -> str:
-    """Why ``path`` could not be written, with the space left on its disk when that is the cause."""
-    reason = error.strerror or str(error)
-    if error.errno == errno.ENOSPC:
-        folder = Path(path).absolute().parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        with contextlib.suppress(OSError):
-            reason += f", {shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
-        return (
-            f"cannot write checkpoint {escaped(path)}: {reason}; free some space or give --checkpoint.dirpath elsewhere"
-        )
-    return f"cannot write checkpoint {escaped(path)}: {reason}"
+    """Why ``path`` could not be written (a full disk is atomic.raise_if_full's message)."""
+    return f"cannot write checkpoint {escaped(path)}: {error.strerror or error}"
 
 
 def use_atomic_saves(trainer: Trainer, preloaded: tuple[str | Path, dict[str, Any]] | None = None) -> None:

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lenet_cli._lightning import apply_checkpoint_hyperparameters, subcommand_parsers
 from lenet_cli.checkpoints import load, save
 from lenet_cli.cli import console, help
-from lenet_cli.cli.preflight import check_config_sources, check_fresh_run, preflight
+from lenet_cli.cli.preflight import check_config_sources, check_fresh_run, every_config_file_checked, preflight
 from lenet_cli.cli.subcommands import LenetTrainer
 from lenet_cli.data.mnist import MNISTDataModule
 from lenet_cli.errors import LenetError, escaped
@@ -138,7 +138,8 @@ class LenetCLI(LightningCLI):
                 subcommand_parser.set_defaults(weights_only=True)
         self.checked_checkpoint = None
         check_config_sources(command_words(args) or [])
-        super().parse_arguments(parser, args)
+        with every_config_file_checked():  # also those given to --model, --data, ... or named in a config
+            super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return

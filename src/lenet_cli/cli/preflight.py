@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonargparse
 import torch
 import yaml
 from lightning.pytorch import Trainer
@@ -136,9 +139,27 @@ def check_config_sources(words: list[str]) -> None:
 
 
 def check_config_file(path: Path) -> None:
+    """A ``--config`` file: :func:`check_config_text`'s checks, and not empty, and a mapping of options."""
     name = f"config file {escaped(path)}"
+    if path.is_dir():
+        raise LenetError(f"{name} is a folder; give a YAML file")
+    root = check_config_text(path, path)
+    if root is None:
+        raise LenetError(f"{name} is empty; `lenet fit --print_config` prints every option to start one from")
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise LenetError(f"{name} holds {kind}, not options: a config is a mapping such as `model: {{lr: 0.01}}`")
+
+
+def check_config_text(path: Path, shown: str | Path) -> yaml.Node | None:
+    """Fail in one line unless ``path`` is a regular file of UTF-8 YAML that is small and stays small.
+
+    Not a regular file (``/dev/zero`` would be read forever, a FIFO waited on), more than
+    :data:`MAX_CONFIG_BYTES`, not UTF-8, not YAML, or expanding through aliases (:func:`check_yaml`).
+    """
+    name = f"config file {escaped(shown)}"
     if not path.is_file():
-        raise LenetError(f"{name} is {'a folder' if path.is_dir() else 'not a regular file'}; give a YAML file")
+        raise LenetError(f"{name} is not a regular file; give a YAML file")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise LenetError(
@@ -150,12 +171,30 @@ def check_config_file(path: Path) -> None:
         raise LenetError(f"{name} is not UTF-8 text (byte {error.start}); a config is a YAML file") from error
     except OSError as error:
         raise LenetError(f"cannot read {name}: {error.strerror or error}") from error
-    root = check_yaml(text, name)
-    if root is None:
-        raise LenetError(f"{name} is empty; `lenet fit --print_config` prints every option to start one from")
-    if not isinstance(root, yaml.MappingNode):
-        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-        raise LenetError(f"{name} holds {kind}, not options: a config is a mapping such as `model: {{lr: 0.01}}`")
+    return check_yaml(text, name)
+
+
+@contextlib.contextmanager
+def every_config_file_checked() -> Iterator[None]:
+    """While jsonargparse parses, every file it reads as a config gets :func:`check_config_text` first.
+
+    That is ``--config``, a file given to ``--model``, ``--data``, ``--trainer`` or any class option, and
+    a file a config names (``model: other.yaml``, relative to that config's folder): jsonargparse reads
+    them all through ``jsonargparse.Path.read_text``, wrapped here for the parse. Standard input and URLs
+    are left as they are (lenet's parser enables neither).
+    """
+    read_text = jsonargparse.Path.read_text
+
+    def checked(path: jsonargparse.Path) -> str:
+        if not path.is_url and path.relative != "-":
+            check_config_text(Path(path.absolute), path.relative)
+        return read_text(path)
+
+    jsonargparse.Path.read_text = checked  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        jsonargparse.Path.read_text = read_text  # type: ignore[method-assign]
 
 
 def check_yaml(text: str, name: str) -> yaml.Node | None:

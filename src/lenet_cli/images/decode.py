@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -11,7 +12,10 @@ from PIL import Image, ImageOps
 
 from lenet_cli.errors import LenetError
 
-FORMATS = "PNG, JPEG, BMP, TIFF, GIF"
+# The formats lenet decodes, passed to every Image.open: without ``formats=`` Pillow tries each plugin it
+# has, and its EPS plugin runs Ghostscript (``gs`` on PATH) on the file's PostScript.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF")
+FORMATS = ", ".join(PILLOW_FORMATS)
 
 
 WORK_SIZE = 512  # the working image's longer side, in pixels: a digit of a tenth of a photo is ~40 px there
@@ -28,26 +32,43 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     on the longer side, and without ``colour`` as their luminance alone (a colour JPEG stores it apart:
     ~10 % faster); other formats are decoded whole and then reduced.
     """
+    with _decoding(name), Image.open(source, formats=PILLOW_FORMATS) as image:
+        _first_frame_at_scale(image, name, colour)
+        image.load()
+        # Broken EXIF data: the pixels as stored are still a picture.
+        with contextlib.suppress(Exception):
+            ImageOps.exif_transpose(image, in_place=True)
+        if max(image.size) > 2 * WORK_SIZE:
+            image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
+        return image  # loaded: usable after the file is closed
+    raise AssertionError("unreachable: _decoding re-raises")  # for mypy: a context manager may swallow
+
+
+def decoded_pixels(source: Path | BinaryIO, name: str) -> int:
+    """How many pixels :func:`read_image` would decode (a JPEG at its reduced scale), read from the header alone."""
+    with _decoding(name), Image.open(source, formats=PILLOW_FORMATS) as image:
+        _first_frame_at_scale(image, name, colour=False)
+        return image.width * image.height
+    raise AssertionError("unreachable: _decoding re-raises")
+
+
+def _first_frame_at_scale(image: Image.Image, name: str, colour: bool) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and image.width * image.height > limit:
+        raise BadImage(_too_large(name, image.width, image.height, limit))
+    image.seek(0)  # GIF, TIFF, APNG: the first frame
+    longer = max(image.size)
+    if image.format == "JPEG" and longer > WORK_SIZE:
+        # Pillow picks the largest DCT scaling that keeps the image at least this size.
+        wanted = 0.9 * WORK_SIZE / longer
+        image.draft(None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted))))
+
+
+@contextlib.contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Every failure to open or decode, as a BadImage naming ``name``."""
     try:
-        with Image.open(source) as image:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and image.width * image.height > limit:
-                raise BadImage(_too_large(name, image.width, image.height, limit))
-            image.seek(0)  # GIF, TIFF, APNG: the first frame
-            longer = max(image.size)
-            if image.format == "JPEG" and longer > WORK_SIZE:
-                # Pillow picks the largest DCT scaling that keeps the image at least this size.
-                wanted = 0.9 * WORK_SIZE / longer
-                image.draft(
-                    None if colour else "L", (max(1, int(image.width * wanted)), max(1, int(image.height * wanted)))
-                )
-            image.load()
-            # Broken EXIF data: the pixels as stored are still a picture.
-            with contextlib.suppress(Exception):
-                ImageOps.exif_transpose(image, in_place=True)
-            if max(image.size) > 2 * WORK_SIZE:
-                image.thumbnail((2 * WORK_SIZE, 2 * WORK_SIZE), Image.Resampling.BOX, reducing_gap=None)
-            return image  # loaded: usable after the file is closed
+        yield
     except BadImage:
         raise
     except Image.DecompressionBombError as error:
@@ -55,7 +76,7 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
             f"{name}: too large to decode safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
         ) from error
     except Image.UnidentifiedImageError as error:
-        raise BadImage(f"{name}: not an image file that can be read ({FORMATS}, …)") from error
+        raise BadImage(f"{name}: not an image file that can be read (lenet reads {FORMATS})") from error
     except PermissionError as error:
         raise BadImage(f"{name}: cannot be read ({error.strerror or 'permission denied'})") from error
     except FileNotFoundError as error:
@@ -63,13 +84,23 @@ def read_image(source: Path | BinaryIO, name: str, colour: bool = False) -> Imag
     except IsADirectoryError as error:
         raise BadImage(f"{name}: is a folder, not an image file") from error
     except Exception as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadImage(f"{name}: corrupt or truncated image ({detail})") from error
+        raise BadImage(f"{name}: corrupt or truncated image ({_first_line(error)})") from error
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def read_grayscale(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """A picture's first frame as float32 (H, W) intensities, upright, transparency flattened, reduced."""
-    return to_gray(read_image(source, name if name is not None else str(source)))
+    shown = name if name is not None else str(source)
+    image = read_image(source, shown)
+    try:
+        return to_gray(image)
+    except Exception as error:  # a mode Pillow decodes but cannot convert (a CIELab TIFF: ValueError)
+        raise BadImage(
+            f"{shown}: cannot be made grayscale ({_first_line(error)}); save it as an RGB or grayscale image"
+        ) from error
 
 
 def to_gray(image: Image.Image) -> np.ndarray:

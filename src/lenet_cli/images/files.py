@@ -87,6 +87,11 @@ def natural_key(path: Path) -> list[str | int]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
+# Folders a glob enters below its fixed part: far more than any photo library nests, far less than the
+# depth at which a recursive walk would hit Python's recursion limit (the walk below is a loop anyway).
+MAX_GLOB_DEPTH = 64
+
+
 def _walk_glob(pattern: Path) -> Listing:
     parts = pattern.parts
     first_magic = next(index for index, part in enumerate(parts) if MAGIC.search(part))
@@ -94,35 +99,42 @@ def _walk_glob(pattern: Path) -> Listing:
     rest = parts[first_magic:]
     listing = Listing()
     visited: set[tuple[int, int, int]] = set()  # (device, inode, pattern position): each real folder once
+    pending = [(base, 0, 0)]  # (folder, pattern position, depth below base): a stack, not recursion
 
-    def visit(folder: Path, position: int) -> None:
+    def enter(folder: Path, position: int, depth: int) -> None:
+        if depth > MAX_GLOB_DEPTH:
+            listing.skipped.append((folder, f"a folder more than {MAX_GLOB_DEPTH} levels deep, not searched"))
+        else:
+            pending.append((folder, position, depth))
+
+    while pending:
+        folder, position, depth = pending.pop()
         try:
             status = folder.stat()
         except OSError:
-            return
+            continue
         key = (status.st_dev, status.st_ino, position)
         if key in visited:
-            return  # reached again through a link: a loop, or another way to the same folder
+            continue  # reached again through a link: a loop, or another way to the same folder
         visited.add(key)
         part, last = rest[position], position == len(rest) - 1
         if part == "**":
             if not last:
-                visit(folder, position + 1)  # ** matches no folder at all, too
+                pending.append((folder, position + 1, depth))  # ** matches no folder at all, too
             for entry in _entries(folder):
                 if not entry.name.startswith(".") and _is_folder(entry):
-                    visit(entry, position)
+                    enter(entry, position, depth + 1)
                 elif last and not entry.name.startswith("."):
                     _add(listing, entry, folders_too=False)
-            return
+            continue
         for entry in _entries(folder):
             if not fnmatch.fnmatchcase(entry.name, part) or (entry.name.startswith(".") and not part.startswith(".")):
                 continue
             if last:
                 _add(listing, entry, folders_too=False)
             elif _is_folder(entry):
-                visit(entry, position + 1)
+                enter(entry, position + 1, depth + 1)
 
-    visit(base, 0)
     _keep_each_real_file_once(listing)
     return listing
 

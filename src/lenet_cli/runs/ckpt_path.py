@@ -18,7 +18,7 @@ from pathlib import Path
 from lenet_cli.checkpoints import pretrained
 from lenet_cli.errors import LenetError
 from lenet_cli.runs.paths import versions_newest_first
-from lenet_cli.runs.record import plural, summarise
+from lenet_cli.runs.record import plural, summaries
 
 RUN_ALIASES = ("best", "last")
 PRETRAINED = "pretrained"
@@ -79,7 +79,7 @@ def resolve(subcommand: str, ckpt_path: str | None, runs_folder: Path) -> tuple[
 
 def best_checkpoint(runs_folder: Path) -> tuple[Path, str]:
     """``checkpoints/best.ckpt`` of the run with the lowest val/loss in ``runs_folder``, and why that one."""
-    candidates = [summarise(folder) for folder in versions_newest_first(runs_folder)]
+    candidates = summaries(versions_newest_first(runs_folder))
     candidates = [run for run in candidates if run.best_checkpoint.is_file()]
     if not candidates:
         raise LenetError(

@@ -37,7 +37,7 @@ class SaveRunConfig(SaveConfigCallback):
             )
         if trainer.is_global_zero:
             with atomic.replace_atomically(path) as temporary:
-                self.parser.save(self.config, temporary, skip_none=False, overwrite=True, multifile=self.multifile)
+                self.parser.save(self.config, temporary, skip_unset=False, overwrite=True, multifile=self.multifile)
                 ckpt_path = self.config.get("ckpt_path")
                 if stage == TrainerFn.FITTING and ckpt_path:
                     comment = f"# resumed: continues {run_folder_of_checkpoint(ckpt_path)} from {ckpt_path}\n"

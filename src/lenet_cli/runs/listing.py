@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from lenet_cli.errors import LenetError
+from lenet_cli.errors import LenetError, escaped
 from lenet_cli.runs.ckpt_path import best_checkpoint
 from lenet_cli.runs.paths import versions_newest_first
-from lenet_cli.runs.record import RUN_FILE, RunSummary, summarise
+from lenet_cli.runs.record import RUN_FILE, RunSummary, summaries
 
 
 def runs_folders(root: Path) -> list[Path]:
@@ -43,13 +43,13 @@ def table(summaries: Sequence[RunSummary]) -> list[str]:
         origin = describe_checkpoint(run.checkpoint, run.folder.parent) or ", ".join(run.configs) or "-"
         rows.append(
             (
-                str(run.folder),
-                what,
-                started,
+                escaped(run.folder),  # names reach the terminal escaped: a newline would forge a line
+                escaped(what),
+                escaped(started),
                 str(run.epochs) if run.epochs is not None else "-",
                 f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-",
                 f"{run.test_accuracy:.2%}" if run.test_accuracy is not None else "-",
-                origin,
+                escaped(origin),
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
@@ -76,14 +76,14 @@ def print_runs(roots: Sequence[str | Path]) -> None:
         if not folders:
             continue
         found = True
-        for line in table([summarise(folder) for folder in folders]):
+        for line in table(summaries(folders)):
             print(line)
         for group in sorted({folder.parent for folder in folders}):
             try:
                 best, note = best_checkpoint(group)
             except LenetError:
                 continue
-            print(f"--ckpt_path best in {group}: {best} ({note})")
+            print(f"--ckpt_path best in {escaped(group)}: {escaped(best)} ({escaped(note)})")
     if not found:
         raise LenetError(f"no runs in {', '.join(map(str, roots))} (each `lenet fit|test|predict` makes one)")
 

@@ -9,9 +9,12 @@ run.json are summarised from the files they hold.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lenet_cli import __version__, atomic
+from lenet_cli.errors import LenetError, escaped, print_safely
 
 RUN_FILE = "run.json"
 
@@ -35,21 +39,99 @@ def now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def read_json(path: Path) -> dict[str, Any]:
+# Larger than any run writes (run.json: ~1 KB; metrics.csv: ~100 bytes a logged step): a run folder's
+# files are read whole, and a link to /dev/zero or a planted giant must not eat memory.
+MAX_RUN_JSON_BYTES = 2**20
+MAX_METRICS_BYTES = 64 * 2**20
+# run.json's fields and the types lenet writes them with; anything else marks the folder broken.
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "subcommand": str,
+    "status": str,
+    "started": str,
+    "finished": str,
+    "checkpoint": str,
+    "configs": list,
+    "epochs": int,
+    "test_accuracy": (int, float),
+}
+
+
+class BrokenRun(LenetError):
+    """A run folder whose files cannot be trusted (not regular files, wrong types): skipped with one warning."""
+
+
+def read_small_text(path: Path, limit: int) -> str | None:
+    """The UTF-8 text of the regular file ``path`` of at most ``limit`` bytes, ``None`` when there is none;
+    BrokenRun otherwise. Opened without blocking, so that a FIFO is refused rather than waited on."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise BrokenRun(f"{escaped(path)} cannot be read ({error.strerror or error})") from error
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise BrokenRun(f"{escaped(path)} is not a regular file")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise BrokenRun(f"{escaped(path)} is larger than the {limit} bytes a run writes there")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BrokenRun(f"{escaped(path)} is not UTF-8 text") from error
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file as a mapping (empty when there is none); BrokenRun when it is not one."""
+    text = read_small_text(path, MAX_RUN_JSON_BYTES)
+    if text is None:
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise BrokenRun(f"{escaped(path)} is not valid JSON") from error
+    except RecursionError as error:
+        raise BrokenRun(f"{escaped(path)} is nested too deeply") from error
+    if not isinstance(data, dict):
+        raise BrokenRun(f"{escaped(path)} holds {type(data).__name__}, not a mapping")
+    return data
+
+
+def read_record(folder: Path) -> dict[str, Any]:
+    """``run.json`` of ``folder`` with every field lenet reads checked to have the type lenet writes."""
+    record = read_json(folder / RUN_FILE)
+    for key, expected in FIELDS.items():
+        value = record.get(key)
+        if value is None:
+            continue
+        wrong = isinstance(value, bool) or not isinstance(value, expected)
+        if key == "configs" and not wrong:
+            wrong = not all(isinstance(item, str) for item in value)
+        if key == "test_accuracy" and not wrong:
+            wrong = not math.isfinite(value)
+        if wrong:
+            raise BrokenRun(f"{escaped(folder / RUN_FILE)}: its {key} is {escaped(repr(value)[:40])}")
+    return record
 
 
 def read_metrics(folder: Path) -> list[dict[str, str]]:
-    """The rows of the run's ``metrics.csv`` (CSVLogger), or none."""
-    try:
-        with (folder / "metrics.csv").open(newline="") as f:
-            return list(csv.DictReader(f))
-    except (OSError, csv.Error):
+    """The rows of the run's ``metrics.csv`` (CSVLogger), or none; BrokenRun when it cannot be read."""
+    path = folder / "metrics.csv"
+    text = read_small_text(path, MAX_METRICS_BYTES)
+    if text is None:
         return []
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise BrokenRun(f"{escaped(path)} is not a CSV file ({error})") from error
+
+
+def number(path: Path, column: str, value: str) -> float:
+    """``value`` of ``column`` in ``path`` as a number; BrokenRun when it is none."""
+    try:
+        return float(value)
+    except ValueError as error:
+        raise BrokenRun(f"{escaped(path)}: {column} {escaped(repr(value)[:40])} is not a number") from error
 
 
 class RunRecord(Callback):
@@ -105,8 +187,8 @@ class RunRecord(Callback):
         self._write(finished=now(), status="stopped" if stopped else "failed", error=detail)
 
 
-def lowest(rows: Iterable[dict[str, str]], column: str) -> float | None:
-    values = [float(row[column]) for row in rows if row.get(column)]
+def lowest(rows: Iterable[dict[str, str]], column: str, path: Path) -> float | None:
+    values = [number(path, column, row[column]) for row in rows if row.get(column)]
     values = [value for value in values if not math.isnan(value)]
     return min(values) if values else None
 
@@ -131,9 +213,13 @@ class RunSummary:
 
 
 def summarise(folder: Path) -> RunSummary:
-    """A run folder's summary from its run.json, else from the files it holds (runs made before run.json)."""
-    record = read_json(folder / RUN_FILE)
+    """A run folder's summary from its run.json, else from the files it holds (runs made before run.json).
+
+    BrokenRun when a file of it is not a regular file, too large, or holds a value of the wrong type.
+    """
+    record = read_record(folder)
     rows = read_metrics(folder)
+    metrics = folder / "metrics.csv"
     summary = RunSummary(
         folder,
         subcommand=record.get("subcommand") or guess_subcommand(folder),
@@ -142,17 +228,38 @@ def summarise(folder: Path) -> RunSummary:
         checkpoint=record.get("checkpoint"),
         configs=list(record.get("configs") or []),
     )
-    epochs = [int(row["epoch"]) for row in rows if row.get("epoch") and (row.get("train/loss") or row.get("val/loss"))]
+    epochs = [
+        int(number(metrics, "epoch", row["epoch"]))
+        for row in rows
+        if row.get("epoch") and (row.get("train/loss") or row.get("val/loss"))
+    ]
     if summary.subcommand == "fit":
         summary.epochs = record.get("epochs", max(epochs) + 1 if epochs else None)
-        summary.best_val_loss = lowest(rows, "val/loss")
+        summary.best_val_loss = lowest(rows, "val/loss", metrics)
     accuracy = record.get("test_accuracy")
     if accuracy is None and summary.subcommand == "test":
-        accuracy = read_json(folder / "report.json").get("accuracy")
-        test_rows = [float(row["test/acc"]) for row in rows if row.get("test/acc")]
+        report = read_json(folder / "report.json").get("accuracy")
+        accuracy = report if isinstance(report, (int, float)) and not isinstance(report, bool) else None
+        test_rows = [number(metrics, "test/acc", row["test/acc"]) for row in rows if row.get("test/acc")]
         accuracy = accuracy if accuracy is not None else (test_rows[-1] if test_rows else None)
     summary.test_accuracy = accuracy
     return summary
+
+
+def summaries(folders: Iterable[Path]) -> list[RunSummary]:
+    """The summaries of ``folders``; a broken one is left out, with one warning a command that names it and why."""
+    found = []
+    for folder in folders:
+        try:
+            found.append(summarise(folder))
+        except BrokenRun as error:
+            if folder.absolute() not in _warned:  # `lenet runs` reads a folder for its table and for best
+                _warned.add(folder.absolute())
+                print_safely(f"warning: skipped the run folder {escaped(folder)}: {error}")
+    return found
+
+
+_warned: set[Path] = set()
 
 
 def guess_subcommand(folder: Path) -> str | None:

@@ -11,12 +11,10 @@ queues for the worker (``serving.worker.DigitAPI``), which classifies them and d
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,13 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lenet_cli.reading.pipeline import Proposal
-from lenet_cli.serving.requests import RequestError, Upload, decode, read_uploads
-
-# Bodies up to this size are decoded on the event loop (a 28×28 PNG takes ~0.2 ms, less than a thread
-# hand-off costs); larger ones (photos: tens of ms) in a thread, one at a time per process, so that a
-# photo does not stall the other requests of this process and a few concurrent photos cannot
-# multiply the decoder's memory.
-INLINE_BYTES = 64 * 1024
+from lenet_cli.serving.limits import Decoder
+from lenet_cli.serving.requests import RequestError, Upload, read_uploads
 
 
 class Gateway:
@@ -52,18 +45,20 @@ class Gateway:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.api_path = api_path
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._decoder = Decoder()  # small images at once, large ones queued (serving.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.api_path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._read_body(scope, receive)
-            uploads, return_input = await read_uploads(scope, body)
-            proposals = await self._decode(uploads, len(body))
+            with self._decoder.admit(scope):  # a large body: one at a time per process, else 503 unread
+                body = await self._read_body(scope, receive)
+                uploads, return_input = await read_uploads(scope, body)
+                proposals = await self._decoder.decode(uploads)
         except RequestError as error:
-            await JSONResponse({"detail": error.message}, status_code=error.status)(scope, receive, send)
+            response = JSONResponse({"detail": error.message}, status_code=error.status, headers=error.headers)
+            await response(scope, receive, send)
             return
         except _ClientGone:
             return
@@ -91,11 +86,6 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def _decode(self, uploads: list[Upload], size: int) -> list[Proposal]:
-        if size <= INLINE_BYTES:
-            return decode(uploads)
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, uploads)
 
     def _payload(self, proposals: list[Proposal], uploads: list[Upload], return_input: bool) -> dict[str, Any]:
         fields = np.concatenate([proposal.fields for proposal in proposals])  # uint8 (K, 28, 28), all images

@@ -39,9 +39,9 @@ TRUE = ("1", "true", "yes", "on")
 class RequestError(Exception):
     """A request that cannot be answered: its HTTP status and a one-line message for the client."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 @dataclass
@@ -125,6 +125,8 @@ def _json(body: bytes) -> tuple[list[Upload], bool]:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestError(400, f"malformed JSON: {error}") from error
+    except RecursionError as error:  # [[[[...: json's C parser stops at Python's recursion limit
+        raise RequestError(400, 'JSON nested too deeply: the request is {"image": "<base64>"}') from error
     if not isinstance(document, dict) or not ({"image", "images"} & document.keys()):
         raise RequestError(400, 'the JSON must be an object with "image": "<base64>" or "images": ["<base64>", ...]')
     if "image" in document:

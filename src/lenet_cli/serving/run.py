@@ -37,7 +37,7 @@ def run(
     """
     if not ckpt_path:  # `--ckpt_path untrained`: no checkpoint is the bundled model (runs/ckpt_path.py)
         raise LenetError("lenet serve needs weights: --ckpt_path best, last, pretrained or a checkpoint file")
-    if load.sha256(ckpt_path) == pretrained.SHA256:
+    if load.sha256(ckpt_path) == pretrained.checksums().get(pretrained.FILE):  # the bundled model: its ONNX file
         cli.check(None, **options)
         _serve(None, options)
         return

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from lenet_cli.errors import LenetError
 from lenet_cli.serving import processes
 from lenet_cli.serving.gateway import Gateway
+from lenet_cli.serving.limits import uvicorn_options
 from lenet_cli.serving.worker import DigitAPI
 
 # uvicorn processes running the gateway: decoding an image costs them more than the forward pass costs
@@ -81,6 +82,7 @@ def serve(
                 log_level="warning",  # no line per request; the ready line says where to go
                 generate_client_file=False,  # LitServe would write a client.py into the working folder
                 access_log=False,
+                **uvicorn_options(),  # a bound on header bytes (serving.limits)
             )
     except KeyboardInterrupt:  # stopped while starting: the children die with this process
         pass

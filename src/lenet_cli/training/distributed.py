@@ -42,8 +42,7 @@ def peer_failure(error: BaseException) -> str | None:
     """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return None
-    distributed_error = getattr(torch.distributed, "DistError", ())
-    if not isinstance(error, distributed_error) and not any(marker in str(error) for marker in PEER_GONE):
+    if not isinstance(error, torch.distributed.DistError) and not any(marker in str(error) for marker in PEER_GONE):
         return None
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     detail = re.sub(r"^\[[^\]]*\]\s*", "", detail).split(". ")[0]  # gloo's "[.../pair.cc:545] Read error ..."
