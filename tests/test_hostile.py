@@ -138,7 +138,7 @@ def test_concurrent_large_images_are_queued_then_refused_with_503_and_retry_afte
         if answer.status_code == 503:
             assert answer.headers["retry-after"] == "1" and "busy with large images" in answer.json()["detail"]
         else:
-            assert answer.json()["class"] == 1
+            assert answer.json()["text"] == "1"
     assert httpx.get(f"{digit_server.url}/health", timeout=30).status_code == 200
 
 
