@@ -19,6 +19,7 @@ from torch import Tensor
 
 from lenet_cli.data import idx
 from lenet_cli.data.augment import Augmentation, epoch_generator
+from lenet_cli.data.negatives import negatives as non_digits
 from lenet_cli.errors import LenetError
 from lenet_cli.images import files
 
@@ -147,6 +148,9 @@ class MNISTDataModule(LightningDataModule):
             amounts (``--data.augment.rotation 10``). Validation, test and predict images are not.
         explain_dir: Folder where ``predict`` writes, per ``predict_path`` image, its preprocessing steps
             side by side (original, flattened, ink, chosen strokes, the 28×28 the model sees).
+        negatives: Pictures of no digit (letters, strokes, shapes, halves of two digits;
+            lenet_cli.data.negatives) added to the training split, labelled -1: the model learns low
+            confidence on them (outlier exposure), so that reading can answer "no digit". 0: none.
     """
 
     in_channels = 1
@@ -165,6 +169,7 @@ class MNISTDataModule(LightningDataModule):
         num_workers: int = 0,
         augment: bool | Augmentation = False,
         explain_dir: str | None = None,
+        negatives: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -226,6 +231,13 @@ class MNISTDataModule(LightningDataModule):
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
         self.raw["train"] = (train_images[train_index], train_labels[train_index])
+        if self.hparams.negatives > 0:
+            # Seeded apart from the global seed, like the split: every run sees the same negatives.
+            made = torch.from_numpy(non_digits(self.hparams.negatives, seed=0))
+            self.raw["train"] = (
+                torch.cat([self.raw["train"][0], made]),
+                torch.cat([self.raw["train"][1], torch.full((len(made),), -1, dtype=torch.long)]),
+            )
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
 
     def _load_user_images(self) -> None:
