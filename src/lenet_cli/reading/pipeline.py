@@ -41,12 +41,18 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 @dataclass
 class Proposal:
     """What the classifier is asked about one picture: ``fields`` uint8 (K, 28, 28), their boxes, and how
-    ``decide`` combines its answers. Empty ``fields`` with a ``note``: nothing to read (no digit)."""
+    ``decide`` combines its answers. Empty ``fields`` with a ``note``: nothing to read (no digit).
+
+    ``slots`` lists the digits left to right, each with its possible readings: ``(i,)`` field ``i`` as one
+    digit, or ``(i, j)`` two touching digits cut apart; ``decide`` keeps the reading the classifier is
+    surest of. Default (None): each field is one digit.
+    """
 
     fields: np.ndarray
     boxes: list[tuple[int, int, int, int]]
     note: str = ""
     steps: Steps | None = None  # for --data.explain_dir
+    slots: list[list[tuple[int, ...]]] | None = None
 
 
 def propose(gray: np.ndarray, name: str = "image") -> Proposal:
@@ -55,28 +61,42 @@ def propose(gray: np.ndarray, name: str = "image") -> Proposal:
         steps = preprocess(gray, name)
     except BadImage as error:
         return Proposal(np.zeros((0, 28, 28), np.uint8), [], note=_reason(str(error)))
-    rows, columns = np.nonzero(steps.chosen)
-    scale = max(gray.shape) / max(steps.chosen.shape)
-    box = (
-        int(columns.min() * scale),
-        int(rows.min() * scale),
-        int((columns.max() - columns.min() + 1) * scale),
-        int((rows.max() - rows.min() + 1) * scale),
-    )
-    return Proposal(steps.digit[None], [box], steps=steps)
+    return Proposal(steps.fields, steps.boxes, steps=steps, slots=steps.slots)
 
 
 def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:
-    """The text read from the classifier's ``logits`` (K, classes) for ``proposal.fields``."""
+    """The text read from the classifier's ``logits`` (K, classes) for ``proposal.fields``.
+
+    Each digit's reading is the one with the highest mean log-confidence per digit, a cut into two
+    needing ``CUT_MARGIN`` more than the whole (a wide 2 or 0 must stay one). Digits whose calibrated
+    confidence is under ``calibration.reject_below`` are no digit; when they are half or more of the
+    picture's, nothing is read (letters, words, scribbles, shapes).
+    """
     if len(proposal.fields) == 0:
         return Reading("", 0.0, (), proposal.note or "no digit")
     probabilities = softmax(logits, calibration.temperature)
-    digits = tuple(
-        Digit(str(int(np.argmax(row))), float(np.max(row)), box)
-        for row, box in zip(probabilities, proposal.boxes, strict=True)
-    )
+    slots = proposal.slots if proposal.slots is not None else [[(i,)] for i in range(len(proposal.fields))]
+    digits: list[Digit] = []
+    for readings in slots:
+        best = max(readings, key=lambda reading: _score(probabilities, reading))
+        digits += [
+            Digit(str(int(np.argmax(probabilities[i]))), float(np.max(probabilities[i])), proposal.boxes[i])
+            for i in best
+        ]
+    refused = sum(digit.confidence < calibration.reject_below for digit in digits)
+    if 2 * refused >= len(digits):
+        confidence = max(digit.confidence for digit in digits)
+        return Reading("", 0.0, (), f"not a digit: letters, a scribble or a shape? (confidence {confidence:.2f})")
     confidence = float(np.prod([digit.confidence for digit in digits]))
-    return Reading("".join(digit.text for digit in digits), confidence, digits)
+    return Reading("".join(digit.text for digit in digits), confidence, tuple(digits))
+
+
+CUT_MARGIN = 0.1  # in mean log-confidence: how much surer a cut must make the classifier than the whole
+
+
+def _score(probabilities: np.ndarray, reading: tuple[int, ...]) -> float:
+    surest = np.log(np.maximum(probabilities[list(reading)].max(axis=1), 1e-12))
+    return float(surest.mean()) - (CUT_MARGIN if len(reading) > 1 else 0.0)
 
 
 def read_gray(
