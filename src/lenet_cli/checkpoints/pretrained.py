@@ -24,7 +24,7 @@ from lenet_cli.errors import LenetError
 
 FILE = "lenet-robust.ckpt"
 RECORD = "lenet-robust.json"
-SHA256 = "15f62c1c1320919d5bbde0499434c1b844b0fa28ea370ad5fbc1504d35676901"
+SHA256 = "a785f2c976bb2a00abab2c84b131ecc2eb27954d565d228ed756462436c199bd"
 # Lightning's checkpoint keys kept: the weights, the model's constructor arguments, and the version
 # Lightning reads to decide whether a checkpoint needs migrating.
 KEPT = ("state_dict", "hyper_parameters", "pytorch-lightning_version")

@@ -82,6 +82,7 @@ class Steps:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # each field's (left, top, width, height)
     # in the decoded picture's pixels; per digit left to right, its readings: (whole,) or a cut's (left, right)
     slots: list[list[tuple[int, ...]]] = field(default_factory=list)
+    seams: list[tuple[int, ...]] = field(default_factory=list)  # readings cut where two components meet
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
@@ -118,6 +119,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
     fields: list[np.ndarray] = []
     boxes: list[tuple[int, int, int, int]] = []
     slots: list[list[tuple[int, ...]]] = []
+    seams: list[tuple[int, ...]] = []  # the readings that cut where two components meet
     kept: list[int] = []
 
     def add(group: Group, level: float, columns: tuple[int | None, int | None]) -> int:
@@ -132,7 +134,10 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
             continue  # faint: a line of the paper, its grain
         kept += group.ids
         readings = [(add(group, level, (None, None)),)]
-        readings += [(add(group, level, (None, cut)), add(group, level, (cut, None))) for cut in group.cuts]
+        for cut in group.seams + group.cuts:
+            readings.append((add(group, level, (None, cut)), add(group, level, (cut, None))))
+            if cut in group.seams:
+                seams.append(readings[-1])
         slots.append(readings)
     if not slots:
         raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
@@ -150,6 +155,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         np.stack(fields),
         boxes,
         slots,
+        seams,
     )
 
 

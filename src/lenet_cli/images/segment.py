@@ -22,8 +22,11 @@ LINE_LENGTH = 0.5  # a component reaching the border and this long (of the pictu
 LINE_THICKNESS = 0.04  # ... and on average thinner than this fraction of the shorter side is a line
 BLOB_FILL = 0.35  # a component reaching the border that fills this much of its box ...
 BLOB_SIZE = 0.25  # ... and whose box covers this fraction of the picture is a shape, not strokes
+SPAN = 0.9  # a component reaching the border and this long (of the picture's side) is an edge ...
+TALLER = 1.5  # ... or this much taller than the writing inside the picture
 SOLID = 0.45  # a component filling this much of its box is a shape (a shadow, the table), not strokes
 OVERLAP = 0.5  # strokes whose column ranges overlap by this fraction of the narrower are one digit
+SIDE_SLACK = 0.1  # rows where side-by-side strokes may touch or cross (a slanted pair's serifs)
 STACKED = 0.2  # strokes whose row ranges overlap by less than this fraction of the shorter one ...
 STACKED_GAP = 0.3  # ... and whose columns are apart by less than this fraction of the taller are one digit
 PIECE = 0.15  # a short group with less ink than this fraction of the largest joins its nearest neighbour ...
@@ -42,6 +45,7 @@ class Group:
     box: tuple[int, int, int, int]
     area: int
     cuts: list[int] = field(default_factory=list)  # candidate cut columns, in picture coordinates
+    seams: list[int] = field(default_factory=list)  # columns where two components that were joined meet
 
     def mask(self, labels: np.ndarray) -> np.ndarray:
         """bool (H, W) of the picture: this digit's pixels."""
@@ -77,22 +81,42 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     # Else the digit itself reaches it (a tight crop, a digit written to the edge), with its strokes inside.
     box_height = np.asarray(box_height)
     solid = area >= SOLID * box_width * box_height
-    reference = keep & touches & ~solid
+    spans = (box_width >= SPAN * width) | (box_height >= SPAN * height)  # a page's or the table's edge, a vignette
+    reference = keep & touches & ~solid & ~spans
     tallest_at_border = int(box_height[reference].max()) if reference.any() else 0
-    if (keep & ~touches & (box_height >= MIN_HEIGHT * tallest_at_border)).any():
-        keep &= ~touches
+    inside = keep & ~touches & (box_height >= MIN_HEIGHT * tallest_at_border)
+    if inside.any():  # digits at the border stay (a number cut tightly): only what is unlike them goes
+        corner = ((x <= left) | (x + box_width >= right)) & ((y <= top) | (y + box_height >= bottom))  # a vignette's
+        keep &= ~touches | ~(solid | spans | corner | (box_height > TALLER * box_height[inside].max()))
     components = [
         Group([i + 1], (int(y[i]), int(x[i]), int(y[i] + box_height[i]), int(x[i] + box_width[i])), int(area[i]))
         for i in np.flatnonzero(keep)
     ]
-    groups = _columns(components)
+    groups = _columns(components, labels)
     groups = _join_pieces(groups)
     tallest = max(group.box[2] - group.box[0] for group in groups)
     groups = [group for group in groups if group.box[2] - group.box[0] >= MIN_HEIGHT * tallest]
     groups.sort(key=lambda group: group.box[1])
+    groups = _overlapping(groups)
     for group in groups:
-        group.cuts = _cuts(group, labels)
+        group.cuts = [cut for cut in _cuts(group, labels) if all(abs(cut - seam) > 1 for seam in group.seams)]
     return labels, groups
+
+
+def _overlapping(groups: list[Group]) -> list[Group]:
+    """Neighbours whose boxes overlap a little (``_one_digit`` joined those that overlap much) are one
+    digit with a gap in a stroke (an 8 whose loop is not closed) or two that lean into one another: joined,
+    with a candidate cut where they meet, for the classifier to choose."""
+    joined: list[Group] = []
+    for group in groups:
+        if joined and group.box[1] < joined[-1].box[3]:
+            seam = (group.box[1] + joined[-1].box[3]) // 2
+            seams = joined[-1].seams
+            joined[-1] = _merged(joined[-1], group)
+            joined[-1].seams = [*seams, seam]
+        else:
+            joined.append(group)
+    return joined
 
 
 def _merged(first: Group, second: Group) -> Group:
@@ -105,21 +129,42 @@ def _merged(first: Group, second: Group) -> Group:
     return Group(first.ids + second.ids, box, first.area + second.area)
 
 
-def _one_digit(first: Group, second: Group) -> bool:
-    """Strokes above one another: their column ranges overlap, or they are stacked with a small gap (the
-    two halves of a broken slanted stroke)."""
+def _one_digit(first: Group, second: Group, labels: np.ndarray, tallest: int) -> bool:
+    """Strokes above one another: their column ranges overlap, unless both are digit-tall and side by
+    side in every row they share (slanted neighbours' boxes overlap); or they are stacked with a small
+    gap (the two halves of a broken slanted stroke)."""
     overlap = min(first.box[3], second.box[3]) - max(first.box[1], second.box[1])
     narrower = min(first.box[3] - first.box[1], second.box[3] - second.box[1])
     if overlap >= OVERLAP * narrower:
-        return True
+        tall = min(first.box[2] - first.box[0], second.box[2] - second.box[0]) >= MIN_HEIGHT * tallest
+        return not (tall and _side_by_side(first, second, labels))
     rows = min(first.box[2], second.box[2]) - max(first.box[0], second.box[0])
     shorter = min(first.box[2] - first.box[0], second.box[2] - second.box[0])
     taller = max(first.box[2] - first.box[0], second.box[2] - second.box[0])
     return rows < STACKED * shorter and -overlap < STACKED_GAP * taller
 
 
-def _columns(groups: list[Group]) -> list[Group]:
+def _side_by_side(first: Group, second: Group, labels: np.ndarray) -> bool:
+    """Whether, in every row where both have ink (but ``SIDE_SLACK`` of them), one's ink lies left of the other's."""
+    top, bottom = max(first.box[0], second.box[0]), min(first.box[2], second.box[2])
+    left, right = min(first.box[1], second.box[1]), max(first.box[3], second.box[3])
+    if bottom <= top:
+        return False
+    region = labels[top:bottom, left:right]
+    a, b = np.isin(region, first.ids), np.isin(region, second.ids)
+    shared = a.any(axis=1) & b.any(axis=1)
+    if not shared.any():
+        return False
+    columns = np.arange(region.shape[1])
+    a_left, a_right = np.where(a, columns, 1 << 30).min(axis=1), np.where(a, columns, -1).max(axis=1)
+    b_left, b_right = np.where(b, columns, 1 << 30).min(axis=1), np.where(b, columns, -1).max(axis=1)
+    apart = (a_right < b_left) | (b_right < a_left)
+    return float(apart[shared].mean()) >= 1 - SIDE_SLACK
+
+
+def _columns(groups: list[Group], labels: np.ndarray) -> list[Group]:
     """Join the groups that are one digit (:func:`_one_digit`), until none are."""
+    tallest = max(group.box[2] - group.box[0] for group in groups)
     groups = sorted(groups, key=lambda group: -group.area)
     changed = True
     while changed:
@@ -127,7 +172,7 @@ def _columns(groups: list[Group]) -> list[Group]:
         for i, first in enumerate(groups):
             for j in range(i + 1, len(groups)):
                 second = groups[j]
-                if _one_digit(first, second):
+                if _one_digit(first, second, labels, tallest):
                     groups[i] = _merged(first, second)
                     del groups[j]
                     changed = True
