@@ -11,6 +11,7 @@ may round differently. Not part of the package: it drives ``lenet fit`` and ``le
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -129,7 +130,7 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins:
     correct = (predicted == labels).float()
     edges = torch.linspace(0, 1, bins + 1)
     error = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
             error += float(inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs())

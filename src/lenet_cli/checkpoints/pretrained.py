@@ -21,6 +21,7 @@ from typing import Any
 
 from lenet_cli.checkpoints import load
 from lenet_cli.errors import LenetError
+from lenet_cli.reading.pipeline import Calibration
 
 FILE = "lenet-robust.ckpt"
 RECORD = "lenet-robust.json"
@@ -52,6 +53,23 @@ def record() -> dict[str, Any]:
     """How the pretrained model was made and how well it reads: the JSON beside it."""
     loaded: dict[str, Any] = json.loads((folder() / RECORD).read_text())
     return loaded
+
+
+def calibration_of(checkpoint: str | Path | None) -> Calibration:
+    """How to turn ``checkpoint``'s logits into confidences and when to refuse: the bundled model's
+    record holds its calibration (``tools/make_pretrained.py``); another checkpoint has none (a softmax
+    as it is, nothing refused: a model not trained on non-digits has no confidence level that means one)."""
+    try:
+        bundled = checkpoint is not None and Path(checkpoint).resolve() == (folder() / FILE).resolve()
+        return calibration() if bundled else Calibration()
+    except OSError:
+        return Calibration()
+
+
+def calibration() -> Calibration:
+    """The bundled model's calibration, from its record (plain JSON: no torch needed to read it)."""
+    fitted = record().get("calibration", {})
+    return Calibration(float(fitted.get("temperature", 1.0)), float(fitted.get("reject_below", 0.0)))
 
 
 def describe() -> str:

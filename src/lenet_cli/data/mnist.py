@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
@@ -21,7 +22,7 @@ from lenet_cli.data import idx
 from lenet_cli.data.augment import Augmentation, epoch_generator
 from lenet_cli.data.negatives import negatives as non_digits
 from lenet_cli.errors import LenetError
-from lenet_cli.images import files
+from lenet_cli.reading.batch import Proposals, load_proposals
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels on [0, 1]
 INPUT_SIZE = 32  # LeNet's input; MNIST digits are 28×28
@@ -181,6 +182,7 @@ class MNISTDataModule(LightningDataModule):
         self.raw: dict[str, tuple[Tensor, Tensor]] = {}  # uint8 (N, 28, 28) images, int64 labels, on the CPU
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # model inputs on the device (model_inputs)
         self.predict_sources: list[str] | None = None  # file names when predicting on user images
+        self.predict_proposals: Proposals | None = None  # their digit fields (the predict inputs), per file
         self.shuffle_seed = 0
 
     @property
@@ -241,11 +243,14 @@ class MNISTDataModule(LightningDataModule):
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
 
     def _load_user_images(self) -> None:
-        digits, sources = files.load_digits(
+        # Every candidate digit field of every picture is one predict input; outputs/predictions.py
+        # groups the answers back per picture (self.predict_proposals) and decides each one's text.
+        read = load_proposals(
             self.hparams.predict_path, num_workers=self.hparams.num_workers, explain_dir=self.hparams.explain_dir
         )
-        self.predict_sources = sources
-        self.raw["predict"] = (torch.from_numpy(digits), torch.full((len(digits),), -1, dtype=torch.long))
+        self.predict_sources, self.predict_proposals = read.sources, read
+        fields = read.fields if len(read.fields) else np.zeros((1, 28, 28), np.uint8)  # none: one blank, unused
+        self.raw["predict"] = (torch.from_numpy(fields), torch.full((len(fields),), -1, dtype=torch.long))
 
     def _source(self, split: str) -> str:
         # Without predict_path, predict runs on the MNIST test set.

@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-
 # Letters that are also digits in someone's hand (O 0, l 1, Z 2, S 5, b 6, q 9, ...) are never negatives.
 DIGIT_LIKE = set("OoDQlI1iJjZzSsbBgqGTt")
 LETTERS = [c for c in string.ascii_letters if c not in DIGIT_LIKE]
@@ -37,7 +36,7 @@ def negatives(count: int, seed: int = 0) -> np.ndarray:
     """``count`` non-digit fields, uint8 (count, 28, 28) light on dark as MNIST."""
     rng = np.random.default_rng([seed, 23])
     makers = (_letters, _letters, _strokes, _shape)
-    fields = []
+    fields: list[np.ndarray] = []
     while len(fields) < count:
         field = _mnist_field(makers[len(fields) % len(makers)](rng))
         if field is not None:  # None: drawn off the canvas; draw another
@@ -53,8 +52,8 @@ def _mnist_field(ink: np.ndarray) -> np.ndarray | None:
     box = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1].astype(np.float32)
     scale = 20 / max(box.shape)
     size = (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale)))
-    digit = np.asarray(cv2.resize(box, size, interpolation=cv2.INTER_AREA))
-    digit = digit / max(float(digit.max()), 1e-6)
+    resized = np.asarray(cv2.resize(box, size, interpolation=cv2.INTER_AREA), np.float32)
+    digit = resized / max(float(resized.max()), 1e-6)
     mass = float(digit.sum())
     centre_row = float((digit.sum(axis=1) * np.arange(digit.shape[0])).sum()) / mass
     centre_column = float((digit.sum(axis=0) * np.arange(digit.shape[1])).sum()) / mass

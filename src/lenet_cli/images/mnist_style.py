@@ -133,7 +133,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         if level < MIN_INK:
             continue  # faint: a line of the paper, its grain
         kept += group.ids
-        readings = [(add(group, level, (None, None)),)]
+        readings: list[tuple[int, ...]] = [(add(group, level, (None, None)),)]
         for cut in group.seams + group.cuts:
             readings.append((add(group, level, (None, cut)), add(group, level, (cut, None))))
             if cut in group.seams:

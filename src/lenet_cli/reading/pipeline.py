@@ -95,14 +95,20 @@ def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Ca
 # In mean log-confidence per digit: how much surer a cut must make the classifier than the whole. The
 # classifier reads two squeezed digits as one with confidence (0.98 for a "15" as 5), and the halves of
 # one digit as two: a cut through strokes needs a margin, a cut where two components meet a head start.
+# A cut counts only when the classifier is sure of both parts: letters and shapes cut in two give one
+# confident half (an E as "13": 0.84 and 1.0), touching digits two.
 CUT_MARGIN = 0.1
 SEAM_MARGIN = -0.1
+CUT_SURE = 0.9
 
 
 def _score(probabilities: np.ndarray, reading: tuple[int, ...], proposal: Proposal) -> float:
-    surest = np.log(np.maximum(probabilities[list(reading)].max(axis=1), 1e-12))
+    confidences = probabilities[list(reading)].max(axis=1)
+    surest = np.log(np.maximum(confidences, 1e-12))
     if len(reading) == 1:
         return float(surest.mean())
+    if confidences.min() < CUT_SURE:
+        return -np.inf
     return float(surest.mean()) - (SEAM_MARGIN if reading in proposal.seams else CUT_MARGIN)
 
 

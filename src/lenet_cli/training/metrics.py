@@ -10,7 +10,6 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-
 OUTLIER_WEIGHT = 0.5  # of the outlier-exposure term against the digits' cross-entropy (Hendrycks et al. use 0.5)
 
 
