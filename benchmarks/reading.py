@@ -1,0 +1,184 @@
+"""How well and how fast the bundled model reads what people write (issue #23), on sets made from the
+MNIST *test* split and from shapes and fonts (tests/writing.py, tests/photos.py), with the default
+reading and no option: what ``lenet predict``, ``lenet read`` and ``lenet serve`` do.
+
+    PYTHONPATH=$PWD/src:$PWD python benchmarks/reading.py [--per-set 500] [--photos 100]
+
+prints a table and writes ``benchmarks/results/reading-<date>.json`` (per set: share read exactly,
+share refused, count; speeds in ms; the CPU, versions and the command). Sets marked "held out" were
+made another way and never looked at while tuning. The classifier here is the bundled network in
+torch (one thread, as the 2-core CPU's reader); the reading itself is the torch-free pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lenet_cli.checkpoints import pretrained
+from lenet_cli.checkpoints.load import load
+from lenet_cli.data.mnist import preprocess as model_input
+from lenet_cli.images.decode import read_grayscale
+from lenet_cli.reading.pipeline import Calibration, propose, read_gray
+from lenet_cli.training.network import LeNet5, network_weights
+from tests import photos, writing
+
+RESULTS = Path(__file__).parent / "results"
+DIGIT_SETS = {  # name → generator; thresholds of the issue in THRESHOLDS
+    "tight crops": writing.tight,
+    "one edge touched": writing.one_edge,
+    "8x8 upscaled": writing.low_resolution,
+    "14x14 upscaled": lambda images, labels, count: writing.low_resolution(images, labels, count, side=14),
+    "light on dark": writing.light_on_dark,
+    "thick pen": writing.thick,
+    "numbers of 2-6 digits": writing.numbers,
+    "touching pairs": writing.touching,
+    "numbers on photographed paper (held out)": writing.held_out_numbers,
+}
+NEGATIVE_SETS = {"non-digits": writing.negatives, "non-digits (held out)": writing.held_out_negatives}
+THRESHOLDS = {
+    "tight crops": 0.985,
+    "one edge touched": 0.99,
+    "8x8 upscaled": 0.95,
+    "phone-style photos": 0.993,
+    "numbers of 2-6 digits": 0.95,
+    "touching pairs": 0.85,
+    "non-digits": 0.95,
+}
+SINGLE = ("tight crops", "one edge touched", "light on dark", "thick pen")  # for "digits wrongly refused"
+
+
+def classifier() -> tuple[torch.nn.Module, Calibration]:
+    network = LeNet5()
+    network.load_state_dict(network_weights(load(pretrained.path())["state_dict"]))
+    return network.eval(), pretrained.calibration()
+
+
+def logits_of(network: torch.nn.Module):  # type: ignore[no-untyped-def]
+    def classify(fields: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return network(model_input(torch.from_numpy(fields))).numpy()
+
+    return classify
+
+
+def measure(samples: list[tuple[np.ndarray, str]], classify, calibration: Calibration) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    exact = refused = 0
+    for gray, text in samples:
+        reading = read_gray(gray, classify, calibration)
+        exact += reading.text == text
+        refused += not reading.found
+    return {"exact": exact / len(samples), "refused": refused / len(samples), "count": len(samples)}
+
+
+def phone_photos(count: int, classify, calibration: Calibration, images, labels) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as folder:
+        made = photos.generate(Path(folder), images, labels, per_condition=count)
+        samples = [(read_grayscale(photo.path), str(photo.label)) for photo in made]
+    return measure(samples, classify, calibration)
+
+
+def speed(classify, calibration: Calibration, images, labels) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median ms from decoded intensities to the text (propose + classify + decide), per kind of picture;
+    the 12-MP photo from its JPEG file, decoding included."""
+    rng = np.random.default_rng(0)
+    small = writing.tight(images, labels, 50)
+    number = [writing.write_number(images, labels, rng, 6) for _ in range(20)]
+    six = [(writing._paper(ink, rng), text) for ink, text in number]
+    with tempfile.TemporaryDirectory() as folder:
+        big = photos.photo(images[0], "small", np.random.default_rng(3))
+        big = big.resize((4000, 3000))
+        path = Path(folder) / "12mp.jpg"
+        big.save(path, quality=90)
+
+        def photo_once() -> None:
+            read_gray(read_grayscale(path), classify, calibration)
+
+        result = {"12-MP JPEG photo, decode included": _median_ms(photo_once, 10)}
+    result["small image (tight crop)"] = _median_ms(
+        lambda: [read_gray(g, classify, calibration) for g, _ in small], 5
+    ) / len(small)
+    result["6-digit number"] = _median_ms(lambda: [read_gray(g, classify, calibration) for g, _ in six], 5) / len(six)
+    result["propose only, small image"] = _median_ms(lambda: [propose(g) for g, _ in small], 5) / len(small)
+    return result
+
+
+def _median_ms(work, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    work()  # warm
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-set", type=int, default=500, help="pictures per generated set")
+    parser.add_argument("--photos", type=int, default=100, help="phone-style photos per condition (10 conditions)")
+    parser.add_argument("--no-speed", action="store_true")
+    arguments = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    network, calibration = classifier()
+    classify = logits_of(network)
+    images, labels = writing.mnist_test()
+    sets: dict[str, dict[str, float]] = {}
+    for name, make in DIGIT_SETS.items():
+        sets[name] = measure(make(images, labels, arguments.per_set), classify, calibration)
+        print(f"{name:45s} read exactly {sets[name]['exact']:7.2%}  refused {sets[name]['refused']:6.2%}", flush=True)
+    for name, make in NEGATIVE_SETS.items():
+        sets[name] = measure(make(arguments.per_set), classify, calibration)
+        print(f"{name:45s} refused {sets[name]['refused']:7.2%}", flush=True)
+    if arguments.photos:
+        sets["phone-style photos"] = phone_photos(arguments.photos, classify, calibration, images, labels)
+        print(f"{'phone-style photos':45s} read exactly {sets['phone-style photos']['exact']:7.2%}", flush=True)
+    refused_digits = float(np.mean([sets[name]["refused"] for name in SINGLE]))
+    record = pretrained.record()
+    result = {
+        "command": " ".join(["python", "benchmarks/reading.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "model": {"sha256": record["sha256"], "mnist_test_accuracy": record["test_accuracy"], **record["calibration"]},
+        "sets": sets,
+        "single digits wrongly refused": refused_digits,
+        "thresholds": {
+            name: {"needed": bar, "measured": sets[name]["refused" if "non-digits" in name else "exact"]}
+            for name, bar in THRESHOLDS.items()
+            if name in sets
+        },
+    }
+    print(f"{'single digits wrongly refused':45s} {refused_digits:7.2%}")
+    if not arguments.no_speed:
+        result["speed_ms"] = speed(classify, calibration, images, labels)
+        for name, value in result["speed_ms"].items():
+            print(f"{name:45s} {value:7.2f} ms")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"reading-{date.today().isoformat()}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
