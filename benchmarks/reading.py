@@ -122,6 +122,39 @@ def _median_ms(work, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return 1000 * float(np.median(times))
 
 
+def figure(path: Path, classify, calibration: Calibration, images, labels) -> None:  # type: ignore[no-untyped-def]
+    """docs/reading.png: pictures of each kind with what the bundled model read from them."""
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    shown = [
+        writing.tight(images, labels, 1, seed=5)[0],
+        writing.one_edge(images, labels, 1, seed=5)[0],
+        writing.low_resolution(images, labels, 1, seed=6, side=10)[0],
+        writing.light_on_dark(images, labels, 1, seed=5)[0],
+        writing.numbers(images, labels, 4, seed=5)[3],
+        writing.touching(images, labels, 1, seed=8)[0],
+        writing.held_out_numbers(images, labels, 2, seed=5)[1],
+        *writing.negatives(5, seed=5)[1:5],
+        (writing._paper(writing._text_ink("Hi", writing._fonts()[0], 60, rng), rng), ""),
+    ]
+    tile, font = 200, ImageFont.load_default(size=15)
+    canvas = Image.new("RGB", (4 * tile, 3 * (tile + 44)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for number, (gray, truth) in enumerate(shown):
+        reading = read_gray(gray, classify, calibration)
+        picture = Image.fromarray(gray.astype(np.uint8))
+        scale = (tile - 10) / max(picture.size)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
+        left, top = (number % 4) * tile, (number // 4) * (tile + 44)
+        canvas.paste(picture, (left + 5, top + 5))
+        said = f"read {reading.text} ({reading.confidence:.2f})" if reading.found else "no digit"
+        right = reading.text == truth
+        draw.text((left + 5, top + tile - 2), said, fill=(0, 110, 0) if right else (200, 0, 0), font=font)
+        draw.text((left + 5, top + tile + 18), f"written: {truth or 'no digit'}", fill=(90, 90, 90), font=font)
+    canvas.save(path)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -137,11 +170,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-set", type=int, default=500, help="pictures per generated set")
     parser.add_argument("--photos", type=int, default=100, help="phone-style photos per condition (10 conditions)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--figure", type=Path, help="also draw examples and what was read into this PNG")
     arguments = parser.parse_args(argv)
     torch.set_num_threads(1)
     network, calibration = classifier()
     classify = logits_of(network)
     images, labels = writing.mnist_test()
+    if arguments.figure:
+        figure(arguments.figure, classify, calibration, images, labels)
     sets: dict[str, dict[str, float]] = {}
     for name, make in DIGIT_SETS.items():
         sets[name] = measure(make(images, labels, arguments.per_set), classify, calibration)
