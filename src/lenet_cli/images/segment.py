@@ -23,6 +23,7 @@ LINE_THICKNESS = 0.04  # ... and on average thinner than this fraction of the sh
 BLOB_FILL = 0.35  # a component reaching the border that fills this much of its box ...
 BLOB_SIZE = 0.25  # ... and whose box covers this fraction of the picture is a shape, not strokes
 SPAN = 0.9  # a component reaching the border and this long (of the picture's side) is an edge ...
+STRIP = 0.3  # spanning the picture one way and narrower than this the other: an edge, not a cropped digit
 TIGHT = 0.5  # a stroke at the border with this share of the ink: the digit itself, cropped tightly
 TALLER = 1.5  # ... or this much taller than the writing inside the picture
 SOLID = 0.45  # a component filling this much of its box is a shape (a shadow, the table), not strokes
@@ -87,7 +88,8 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     tallest_at_border = int(box_height[reference].max()) if reference.any() else 0
     writing = keep & ~touches & (box_height >= MIN_HEIGHT * tallest_at_border)
     largest = int(np.argmax(np.where(keep, area, -1)))
-    tight = touches[largest] and not solid[largest] and area[largest] >= TIGHT * area[keep].sum()
+    strip = spans & (np.minimum(box_width / width, box_height / height) < STRIP)  # the table's edge, a margin
+    tight = touches[largest] and not (solid | strip)[largest] and area[largest] >= TIGHT * area[keep].sum()
     if writing.any() and not tight:  # digits at the border stay (a number cut tightly): only what is unlike them goes
         corner = ((x <= left) | (x + box_width >= right)) & ((y <= top) | (y + box_height >= bottom))  # a vignette's
         keep &= ~touches | ~(solid | spans | corner | (box_height > TALLER * box_height[writing].max()))
