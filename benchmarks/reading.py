@@ -124,7 +124,7 @@ def _median_ms(work, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 def figure(path: Path, classify, calibration: Calibration, images, labels) -> None:  # type: ignore[no-untyped-def]
     """docs/reading.png: pictures of each kind with what the bundled model read from them."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+    from PIL import Image, ImageDraw, ImageFont
 
     rng = np.random.default_rng(7)
     shown = [
