@@ -140,7 +140,7 @@ def write_readings(
         writer.writerow([index, escaped(source), reading.text, confidence, json.dumps(digits), reading.note])
     written = [str(write_text_atomically(folder / "predictions.csv", buffer.getvalue()))]
     found = sum(reading.found for reading in readings)
-    summary = f"{len(readings)} pictures, digits read in {found}"
+    summary = f"{len(readings)} inputs, digits read in {found}"
     if grid > 0:
         shown = list(zip(proposals.sources, proposals.proposals, readings, strict=True))[:grid]
         tiles = torch.from_numpy(

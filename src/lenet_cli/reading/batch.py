@@ -58,7 +58,9 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
         raise failures[0]
     kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
     if not kept:
-        raise LenetError(f"none of the {len(files)} files of {path} is a readable image: {_listing(failures, '; ')}")
+        raise LenetError(
+            f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"
+        )
     if failures:
         listing = _listing(failures, "\n  ")
         unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable images"
