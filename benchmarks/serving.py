@@ -4,28 +4,21 @@
     python benchmarks/serving.py load --clients 4 --seconds 3 --rounds 1 --soak 0      # a smoke run
     python benchmarks/serving.py startup --rounds 5
 
-``load``: each server runs alone, as a subprocess on a free port of 127.0.0.1, serving the bundled
-model (``--ckpt_path``: another); the load comes from this process: ``--clients`` keep-alive
-connections, each posting one MNIST test digit as a PNG and waiting for the answer before the next,
-for ``--seconds`` after ``--warmup`` seconds. Per run: good requests/s, p50/p95/p99 latency of the
-good requests, errors (a good request not answered 200), seconds from start to a healthy ``/health``,
-and for the mixed run the bad requests' statuses (each must be a 4xx). Runs, ``--rounds`` times:
-``fastapi`` (the baseline: one uvicorn process, the same decoding and network, one torch thread),
-``litserve`` (``lenet serve --max_batch_size 1``), ``litserve-batch`` (its defaults: batching) and
-``litserve-mixed`` (the defaults, every ``--bad-every``-th request bad: not an image, empty, wrong
-Content-Type, malformed JSON, bad base64, no digit, a body declared over the size limit), ``reader`` (a
-plain ``lenet serve``: the bundled model on ONNX Runtime, started without torch) and, with
-``--before SRC``, ``before`` (``lenet serve --ckpt_path pretrained`` from another checkout's src/: the
-server the reader replaced, its torch worker, measured in the same run). Then
-``--soak`` seconds of load on a fresh ``lenet serve``, the resident memory of its processes summed
-every 10 s. The CPU is shared by client and server: compare runs of one invocation.
+``load``: each server alone, a subprocess on a free port of 127.0.0.1 (the bundled model; ``--ckpt_path``:
+another); ``--clients`` keep-alive connections post one MNIST test digit as a PNG each, waiting for the
+answer, for ``--seconds`` after ``--warmup``. Per run: good requests/s, p50/p95/p99 of the good ones, errors,
+seconds to a healthy ``/health``, and the bad requests' statuses (each must be a 4xx). Runs, ``--rounds``
+times: ``fastapi`` (the baseline: one uvicorn process, same decoding and network, one torch thread),
+``litserve`` (``--max_batch_size 1``), ``litserve-batch`` (the defaults), ``litserve-mixed`` (every
+``--bad-every``-th request bad), ``reader`` (a plain ``lenet serve`` on ONNX Runtime, no torch) and, with
+``--before SRC``, ``before`` (another checkout's ``lenet serve --ckpt_path pretrained``). Then ``--soak``
+seconds on a fresh ``lenet serve``, its processes' resident memory every 10 s. Client and server share the
+CPU: compare runs of one invocation.
 
-``startup``: wall time of everyday commands, each in a new process from a prepared folder, beside the
-import floor (``python -c "import torch, lightning.pytorch"``, what any Lightning program pays) run in
-the same round: ``lenet --help``, ``lenet fit --help``, ``lenet predict`` on one PNG (bundled model),
-``lenet serve --ckpt_path pretrained`` (through the LightningCLI) and a plain ``lenet serve`` (no torch)
-up to their first healthy ``/health``. Medians over ``--rounds``. (``lenet read``'s cold start:
-benchmarks/reading.py speed.)
+``startup``: everyday commands in new processes beside the import floor (``python -c "import torch,
+lightning.pytorch"``) of the same round: ``lenet --help``, ``lenet fit --help``, ``lenet predict`` of one
+PNG, ``lenet serve --ckpt_path pretrained`` and a plain ``lenet serve`` up to ``/health``; medians over
+``--rounds`` (``lenet read``: benchmarks/reading.py speed).
 """
 
 from __future__ import annotations

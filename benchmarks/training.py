@@ -2,8 +2,6 @@
 
     python benchmarks/training.py speed --device cpu --batch-size 32 --epochs 1 --seeds 3
     python benchmarks/training.py speed --device cuda --which b,c --batch-size 1024 --epochs 8 --lr 0.01 --graph c
-    python benchmarks/training.py speed --seeds 5 --variant "fast=--config configs/mnist_fast.yaml" \\
-        --variant "fast-eager=--config configs/mnist_fast.yaml --model.cuda_graph=false"
     python benchmarks/training.py speed --which c --variant "augment=--config configs/robust.yaml" \\
         --variant "plain=--config configs/robust.yaml --data.augment=false" --seeds 3
     python benchmarks/training.py fit --config configs/mnist_fast.yaml        # lenet fit ARGS, FitTimer's numbers
@@ -25,14 +23,9 @@ Test accuracy is on the 10 000 test images (of the best checkpoint where the fit
 of mean fit seconds: (a)/(c), how many times faster lenet is than the tutorial; (c)/(b), lenet's
 framework overhead. Runs alternate within a seed, so a busy machine slows all alike.
 
-``fit`` (and ``ddp``) time a fit with the FitTimer callback: "fit" from the first training epoch's
-start to the last one's end; "train" the training batches of every epoch but the first (cuDNN/NCCL
-warm-up, the CUDA graph's capture), so "train images/s" is throughput; on a GPU every step timed by
-CUDA events: ``step_ms_median`` is a steady step. ``profile``: torch.profiler over global steps
-FIRST:LAST of a ``lenet fit`` in a new process (DDP's launcher starts the other ranks); each rank
-writes ``rank{N}.txt`` (host ms a step, operators by CPU time).
-``ddp``: ``lenet fit --config configs/ddp.yaml`` on N devices vs 1 at the same per-device batch,
-each in its own process tree, time-boxed.
+``fit`` (and ``ddp``) time a fit with the FitTimer callback (its docstring says what each number covers).
+``profile``: torch.profiler over global steps FIRST:LAST of a ``lenet fit`` in a new process; each rank
+writes ``rank{N}.txt``. ``ddp``: ``configs/ddp.yaml`` on N devices vs 1 at the same per-device batch.
 """
 
 from __future__ import annotations
@@ -308,7 +301,9 @@ def speed(options: argparse.Namespace) -> None:
 
 
 class FitTimer(Callback):
-    """Times a fit's training (the module docstring's ``fit``) and writes the numbers as JSON.
+    """Times a fit and writes the numbers as JSON: "fit" from the first training epoch's start to the last
+    one's end; "train" the batches of every epoch but the first (warm-up, the CUDA graph's capture); on a GPU
+    each step by CUDA events (``step_ms_median``: a steady step).
 
     ``--trainer.callbacks+=benchmarks.training.FitTimer --trainer.callbacks.output=t.json`` (the
     repository root on PYTHONPATH).

@@ -32,7 +32,7 @@ from PIL import Image
 from lenet_cli.cli.main import main
 from lenet_cli.data import idx
 from lenet_cli.errors import DEBUG_VARIABLE
-from lenet_cli.outputs.predictions import COLUMNS
+from lenet_cli.outputs.predictions import COLUMNS, FILE_COLUMNS
 from lenet_cli.training.module import LeNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,10 +187,11 @@ def last_logged(run: Path, key: str) -> float:
 
 
 def read_predictions(run: Path) -> list[dict[str, str]]:
-    """The rows of ``predictions.csv``, checked to have :data:`lenet_cli.writers.COLUMNS` in order."""
+    """The rows of ``predictions.csv``, checked to have the columns in order: ``COLUMNS`` for the MNIST
+    test set, ``FILE_COLUMNS`` (one row per picture, its text read) for the user's files."""
     with (run / "predictions.csv").open(newline="") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == COLUMNS
+        assert reader.fieldnames in (COLUMNS, FILE_COLUMNS)
         return list(reader)
 
 

@@ -43,11 +43,16 @@ def test_a_config_with_the_old_class_paths_still_runs(
     assert (tmp_path / "report" / "report.json").is_file()
 
 
-def test_a_0_2_checkpoint_loads_into_the_0_3_module_and_network(mnist_test: tuple[torch.Tensor, torch.Tensor]) -> None:
-    # The bundled model was written by 0.2: its weights are named features.* / classifier.* on the module.
+def test_a_0_2_checkpoint_loads_into_the_0_3_module_and_network(
+    tmp_path: Path, mnist_test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    # 0.2 named the weights features.* / classifier.* on the module (the bundled model was such a file
+    # until it was retrained with outlier exposure): the bundled weights written that way.
     raw = torch.load(pretrained.path(), map_location="cpu", weights_only=True)
+    raw["state_dict"] = {key.removeprefix("network."): value for key, value in raw["state_dict"].items()}
     assert any(key.startswith("features.0.") for key in raw["state_dict"])
-    checkpoint = load.load(pretrained.path())  # upgraded on load
+    torch.save(raw, tmp_path / "old.ckpt")
+    checkpoint = load.load(tmp_path / "old.ckpt")  # upgraded on load
     model = LeNet()
     model.load_state_dict(checkpoint["state_dict"])
     network = LeNet5()

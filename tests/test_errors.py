@@ -128,11 +128,6 @@ def corrupt_image(folder: Path) -> list[str]:
     return predict("broken.png")
 
 
-def blank_image(folder: Path) -> list[str]:
-    Image.new("RGB", (40, 40), "white").save(folder / "blank.png")
-    return predict("blank.png")
-
-
 def unreadable_image(folder: Path) -> list[str]:
     Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(folder / "locked.png")
     (folder / "locked.png").chmod(0)
@@ -413,7 +408,6 @@ BAD_INPUTS = [
     pytest.param(empty_folder, "the folder empty holds no files", id="empty folder"),
     pytest.param(not_an_image, "notes.png: not an image file", id="not an image"),
     pytest.param(corrupt_image, "broken.png: corrupt or truncated image", id="corrupt image"),
-    pytest.param(blank_image, "blank.png: no digit", id="blank image"),
     pytest.param(unreadable_image, "locked.png: cannot be read (Permission denied)", id="unreadable image"),
     pytest.param(postscript_named_png, "digit.png: not an image file", id="PostScript named .png"),
     pytest.param(cielab_tiff, "lab.tif: cannot be made grayscale", id="CIELab TIFF"),

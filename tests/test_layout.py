@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).parents[1] / "src" / "lenet_cli"
 LEVELS = {
     "errors": 0, "atomic": 0, "_lightning": 0, "__init__": 0,
     "images": 1,
-    "reading": 2, "data": 2, "training": 2,
-    "checkpoints": 3,
+    "reading": 2, "training": 2,
+    "data": 3, "checkpoints": 3,  # data: predict reads the user's pictures through reading/
     "runs": 4,
     "outputs": 5,
     "export": 6, "serving": 6,

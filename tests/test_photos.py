@@ -82,7 +82,9 @@ def by_condition(folder: Path, listed: list[photos.Photo], expected: dict[int, i
     A photo left out (skipped as unreadable) counts as wrong.
     """
     with (folder / "predictions.csv").open(newline="") as f:
-        predicted = {row["source"]: int(row["predicted"]) for row in csv.DictReader(f)}
+        predicted = {
+            row["source"]: int(row["predicted"]) if row["predicted"].isdigit() else -1 for row in csv.DictReader(f)
+        }
     hits: dict[str, list[bool]] = defaultdict(list)
     for photo in listed:
         hits[photo.condition].append(predicted.get(str(photo.path)) == expected[photo.index])

@@ -13,6 +13,7 @@ ONNX goes through torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import stat
@@ -25,7 +26,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import Tensor, nn
 
 from lenet_cli import __version__, atomic
-from lenet_cli.checkpoints import load
+from lenet_cli.checkpoints import load, pretrained
 from lenet_cli.data import mnist
 from lenet_cli.errors import LenetError, escaped
 from lenet_cli.images.mnist_style import FIELD
@@ -105,6 +106,8 @@ def run(
         raise LenetError(f"lenet export exports LeNet models; {type(model).__name__} has no network")
     classifier = Classifier(network, input_mode if with_preprocessing else None).eval()
     info = metadata(model, load.sha256(ckpt_path), input_mode, with_preprocessing)
+    # How lenet read / serve turn its logits into confidences and refuse non-digits (the bundled model's).
+    info["calibration"] = dataclasses.asdict(pretrained.calibration_of(ckpt_path))
     example = example_input(model, with_preprocessing)
 
     target.parent.mkdir(parents=True, exist_ok=True)

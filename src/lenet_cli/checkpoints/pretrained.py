@@ -22,7 +22,8 @@ from typing import Any
 
 from lenet_cli.checkpoints import load
 from lenet_cli.errors import LenetError
-from lenet_cli.reading.model import BUNDLED_FILE, BUNDLED_SHA256
+from lenet_cli.reading.model import BUNDLED_FILE, BUNDLED_SHA256, calibration_from
+from lenet_cli.reading.pipeline import Calibration
 
 FILE = "lenet-robust.ckpt"
 RECORD = "lenet-robust.json"
@@ -80,6 +81,22 @@ def write_checksums(out: Path) -> str:
     text = "".join(f"{load.sha256(out / name)}  {name}\n" for name in (FILE, RECORD))
     (out / SUMS).write_text(text)
     return text
+
+
+def calibration_of(checkpoint: str | Path | None) -> Calibration:
+    """How to turn ``checkpoint``'s logits into confidences and when to refuse: the bundled model's
+    record holds its calibration (``tools/make_pretrained.py``); another checkpoint has none (a softmax
+    as it is, nothing refused: a model not trained on non-digits has no confidence level that means one)."""
+    try:
+        bundled = checkpoint is not None and Path(checkpoint).resolve() == (folder() / FILE).resolve()
+        return calibration() if bundled else Calibration()
+    except OSError:
+        return Calibration()
+
+
+def calibration() -> Calibration:
+    """The bundled model's calibration, from its record (plain JSON: no torch needed to read it)."""
+    return calibration_from(record().get("calibration"))
 
 
 def describe() -> str:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
@@ -19,8 +20,9 @@ from torch import Tensor
 
 from lenet_cli.data import idx
 from lenet_cli.data.augment import Augmentation, epoch_generator
+from lenet_cli.data.negatives import negatives as non_digits
 from lenet_cli.errors import LenetError
-from lenet_cli.images import files
+from lenet_cli.reading.batch import Proposals, load_proposals
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels on [0, 1]
 INPUT_SIZE = 32  # LeNet's input; MNIST digits are 28×28
@@ -147,6 +149,9 @@ class MNISTDataModule(LightningDataModule):
             amounts (``--data.augment.rotation 10``). Validation, test and predict images are not.
         explain_dir: Folder where ``predict`` writes, per ``predict_path`` image, its preprocessing steps
             side by side (original, flattened, ink, chosen strokes, the 28×28 the model sees).
+        negatives: Pictures of no digit (letters, strokes, shapes, halves of two digits;
+            lenet_cli.data.negatives) added to the training split, labelled -1: the model learns low
+            confidence on them (outlier exposure), so that reading can answer "no digit". 0: none.
     """
 
     in_channels = 1
@@ -165,6 +170,7 @@ class MNISTDataModule(LightningDataModule):
         num_workers: int = 0,
         augment: bool | Augmentation = False,
         explain_dir: str | None = None,
+        negatives: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -176,6 +182,7 @@ class MNISTDataModule(LightningDataModule):
         self.raw: dict[str, tuple[Tensor, Tensor]] = {}  # uint8 (N, 28, 28) images, int64 labels, on the CPU
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # model inputs on the device (model_inputs)
         self.predict_sources: list[str] | None = None  # file names when predicting on user images
+        self.predict_proposals: Proposals | None = None  # their digit fields (the predict inputs), per file
         self.shuffle_seed = 0
 
     @property
@@ -226,14 +233,24 @@ class MNISTDataModule(LightningDataModule):
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         train_index, val_index = order[: -self.hparams.val_size], order[-self.hparams.val_size :]
         self.raw["train"] = (train_images[train_index], train_labels[train_index])
+        if self.hparams.negatives > 0:
+            # Seeded apart from the global seed, like the split: every run sees the same negatives.
+            made = torch.from_numpy(non_digits(self.hparams.negatives, seed=0))
+            self.raw["train"] = (
+                torch.cat([self.raw["train"][0], made]),
+                torch.cat([self.raw["train"][1], torch.full((len(made),), -1, dtype=torch.long)]),
+            )
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
 
     def _load_user_images(self) -> None:
-        digits, sources = files.load_digits(
+        # Every candidate digit field of every picture is one predict input; outputs/predictions.py
+        # groups the answers back per picture (self.predict_proposals) and decides each one's text.
+        read = load_proposals(
             self.hparams.predict_path, num_workers=self.hparams.num_workers, explain_dir=self.hparams.explain_dir
         )
-        self.predict_sources = sources
-        self.raw["predict"] = (torch.from_numpy(digits), torch.full((len(digits),), -1, dtype=torch.long))
+        self.predict_sources, self.predict_proposals = read.sources, read
+        fields = read.fields if len(read.fields) else np.zeros((1, 28, 28), np.uint8)  # none: one blank, unused
+        self.raw["predict"] = (torch.from_numpy(fields), torch.full((len(fields),), -1, dtype=torch.long))
 
     def _source(self, split: str) -> str:
         # Without predict_path, predict runs on the MNIST test set.

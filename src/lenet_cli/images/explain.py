@@ -22,13 +22,29 @@ DROPPED = (230, 80, 60)  # ink components that are not the digit
 FRAME = (170, 170, 170)
 
 
-def write_all(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None]]) -> None:
-    """``folder/NNNN-<name>.png`` for each input, NNNN its position (the index in predictions.csv)."""
+def write_all(folder: Path, inputs: Sequence[tuple[Path, Image.Image | None, Steps | None, str]]) -> None:
+    """``folder/NNNN-<name>.png`` for each input ``(file, picture, steps, note)``, NNNN its position (the
+    index in predictions.csv); a picture refused before its steps were done shows the note, the reason."""
     folder.mkdir(parents=True, exist_ok=True)
-    for position, (file, image, steps) in enumerate(inputs):
-        if image is not None and steps is not None:
-            with replace_atomically(folder / f"{position:04d}-{file.stem}.png") as temporary:
-                figure(image, steps, file.name).save(temporary, format="PNG")
+    for position, (file, image, steps, note) in enumerate(inputs):
+        if image is None:
+            continue
+        drawn = figure(image, steps, file.name) if steps is not None else refused(image, file.name, note)
+        with replace_atomically(folder / f"{position:04d}-{file.stem}.png") as temporary:
+            drawn.save(temporary, format="PNG")
+
+
+def refused(image: Image.Image, name: str, note: str) -> Image.Image:
+    """The picture with what it was refused for: ``no digit (reason)``."""
+    panel = _scaled(image.convert("RGB"), False)
+    font = _font()
+    text = f"{name}: no digit ({note})"
+    width = max(panel.width, round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font))) + 2 * GAP
+    canvas = Image.new("RGB", (width, PANEL_HEIGHT + 2 * TITLE_HEIGHT + GAP), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((GAP, 3), text, fill=DROPPED, font=font)
+    canvas.paste(panel, (GAP, 2 * TITLE_HEIGHT))
+    return canvas
 
 
 def figure(image: Image.Image, steps: Steps, name: str) -> Image.Image:
@@ -43,7 +59,7 @@ def figure(image: Image.Image, steps: Steps, name: str) -> Image.Image:
         ("flattened", Image.fromarray(gray)),
         (f"ink: {steps.threshold:.0%} darker than paper", Image.fromarray(ink)),
         ("chosen (red: dropped)", Image.fromarray(chosen)),
-        ("28x28 the model sees", Image.fromarray(steps.digit)),
+        (f"28x28 the model sees{' (each digit)' if len(steps.slots) > 1 else ''}", Image.fromarray(_digits(steps))),
     ]
     scaled = [(title, _scaled(panel, title.startswith("28x28"))) for title, panel in panels]
     font = _font()
@@ -61,6 +77,13 @@ def figure(image: Image.Image, steps: Steps, name: str) -> Image.Image:
         draw.rectangle((corner[0] - 1, corner[1] - 1, corner[0] + panel.width, corner[1] + panel.height), outline=FRAME)
         left += slot + GAP
     return canvas
+
+
+def _digits(steps: Steps) -> np.ndarray:
+    """The whole fields of every digit, side by side (uint8 (28, 28 × digits))."""
+    if len(steps.slots) <= 1:
+        return steps.digit
+    return np.concatenate([steps.fields[readings[0][0]] for readings in steps.slots], axis=1)
 
 
 def _scaled(panel: Image.Image, pixels_visible: bool) -> Image.Image:

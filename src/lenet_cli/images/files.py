@@ -260,7 +260,7 @@ def load_digits(
         unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
         _warn(f"warning: skipped {unreadable}:\n  {listing}")
     if explain_dir is not None and _rank_zero():  # one rank draws
-        draw_steps(Path(explain_dir), [(file, image, steps) for file, (_, image, steps) in kept])
+        draw_steps(Path(explain_dir), [(file, image, steps, "") for file, (_, image, steps) in kept])
     digits = np.stack([digit for _, (digit, _, _) in kept])
     return digits, [str(file) for file, _ in kept]
 

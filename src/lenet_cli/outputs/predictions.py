@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lenet_cli.atomic import write_text_atomically
+from lenet_cli.checkpoints.pretrained import calibration_of
 from lenet_cli.errors import escaped, print_safely
 from lenet_cli.images import files
 from lenet_cli.outputs.mosaic import save_image_grid
+from lenet_cli.reading.batch import Proposals
+from lenet_cli.reading.pipeline import Calibration, decide
+from lenet_cli.reading.result import Reading
 from lenet_cli.runs.paths import callback_output_folder
 
 TOP = 3  # classes listed per input
@@ -35,11 +41,15 @@ COLUMNS = [
 ]
 
 
+FILE_COLUMNS = ["index", "source", "predicted", "confidence", "digits", "note"]
+
+
 class Row(NamedTuple):
     index: int  # type: ignore[assignment]  # a field named like tuple.index, as the CSV column  # position in the input (test-set index, or the file's place in sorted order)
     classes: list[int]  # the TOP most probable classes, most probable first
     probabilities: list[float]
     label: int  # the true class, -1 when unknown
+    distribution: list[float]  # every class's probability (reading a file's digits needs them all)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -66,6 +76,11 @@ class PredictionWriter(BasePredictionWriter):
             return
         rows.sort(key=lambda row: row.index)
         datamodule = trainer.datamodule
+        proposals = getattr(datamodule, "predict_proposals", None)
+        if proposals is not None:  # the user's pictures: one row per picture, its digits read as text
+            write_readings(folder, rows, proposals, calibration_of(trainer.ckpt_path), self.grid_size)
+            report_skipped(datamodule)
+            return
         sources = getattr(datamodule, "predict_sources", None)
         csv_path = write_text_atomically(folder / "predictions.csv", to_csv(rows, sources))
         written = [str(csv_path)]
@@ -88,11 +103,75 @@ class PredictionWriter(BasePredictionWriter):
                 answer = f"{escaped(sources[row.index])}: {row.classes[0]} (confidence {row.probabilities[0]:.3f})"
                 print_safely(answer, sys.stdout)
         print_safely(f"Predictions of {summary}: {', '.join(written)}")
-        skipped = skipped_files(datamodule)
-        if skipped:  # warned about while the files were read, long before this summary: say it again
-            listed = ", ".join(skipped[:MAX_LISTED])
-            listed += f" and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
-            print_safely(f"warning: skipped {len(skipped)} unreadable files (reasons above): {escaped(listed)}")
+        report_skipped(datamodule)
+
+
+def report_skipped(datamodule: Any) -> None:
+    """Warned about while the files were read, long before the summary: say it again at the end."""
+    skipped = skipped_files(datamodule)
+    if skipped:
+        listed = ", ".join(skipped[:MAX_LISTED])
+        listed += f" and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+        print_safely(f"warning: skipped {len(skipped)} unreadable files (reasons above): {escaped(listed)}")
+
+
+def read_pictures(rows: Sequence[Row], proposals: Proposals, calibration: Calibration) -> list[Reading]:
+    """Each picture's text from its fields' rows (the predict inputs, in order): ``reading.pipeline.decide``."""
+    distributions = np.array([row.distribution for row in rows], dtype=np.float64)
+    readings = []
+    for number, proposal in enumerate(proposals.proposals):
+        start, stop = int(proposals.offsets[number]), int(proposals.offsets[number + 1])
+        logits = np.log(np.maximum(distributions[start:stop], 1e-30))  # softmax of log p is p again
+        readings.append(decide(proposal, logits, calibration))
+    return readings
+
+
+def write_readings(
+    folder: Path, rows: Sequence[Row], proposals: Proposals, calibration: Calibration, grid: int
+) -> None:
+    """predictions.csv (one row per picture), predictions.png (what was read), one line per picture on stdout."""
+    readings = read_pictures(rows, proposals, calibration)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FILE_COLUMNS)
+    for index, (source, reading) in enumerate(zip(proposals.sources, readings, strict=True)):
+        digits = [{"digit": d.text, "confidence": round(d.confidence, 4), "box": list(d.box)} for d in reading.digits]
+        confidence = f"{reading.confidence:.4f}" if reading.found else ""
+        writer.writerow([index, escaped(source), reading.text, confidence, json.dumps(digits), reading.note])
+    written = [str(write_text_atomically(folder / "predictions.csv", buffer.getvalue()))]
+    found = sum(reading.found for reading in readings)
+    summary = f"{len(readings)} inputs, digits read in {found}"
+    if grid > 0:
+        shown = list(zip(proposals.sources, proposals.proposals, readings, strict=True))[:grid]
+        tiles = torch.from_numpy(
+            np.stack([_tile(proposal) for _, proposal, _ in shown]) if shown else np.zeros((0, 28, 28), np.uint8)
+        )
+        captions = [
+            f"{_short(Path(source).name)}\n" + (f"{r.text}  {r.confidence:.0%}" if r.found else f"no digit: {r.note}")
+            for source, _, r in shown
+        ]
+        title = f"{summary}: the text read (first digit's field shown)"
+        marked = [not reading.found for _, _, reading in shown]
+        written.append(str(save_image_grid(tiles, captions, folder / "predictions.png", marked=marked, title=title)))
+    if len(readings) <= MAX_SHOWN:
+        for source, reading in zip(proposals.sources, readings, strict=True):
+            print_safely(f"{escaped(source)}: {_said(reading)}", sys.stdout)
+    print_safely(f"Predictions of {summary}: {', '.join(written)}")
+
+
+def _said(reading: Reading) -> str:
+    if reading.found:
+        return f"{reading.text} (confidence {reading.confidence:.2f})"
+    return f"no digit ({reading.note})"
+
+
+def _tile(proposal: Any) -> np.ndarray:
+    return proposal.fields[0] if len(proposal.fields) else np.zeros((28, 28), np.uint8)
+
+
+def _short(name: str) -> str:
+    name = escaped(name)
+    return name if len(name) <= 14 else name[:13] + "…"
 
 
 def skipped_files(datamodule: Any) -> list[str]:
@@ -112,10 +191,15 @@ def local_rows(predictions: Sequence[Any]) -> list[Row]:
     rows = []
     for batch in predictions:
         probabilities, classes = batch["probabilities"].float().topk(min(TOP, batch["probabilities"].shape[1]), dim=1)
-        for index, top_classes, top_probabilities, label in zip(
-            batch["indices"].tolist(), classes.tolist(), probabilities.tolist(), batch["labels"].tolist(), strict=True
+        for index, top_classes, top_probabilities, label, distribution in zip(
+            batch["indices"].tolist(),
+            classes.tolist(),
+            probabilities.tolist(),
+            batch["labels"].tolist(),
+            batch["probabilities"].float().tolist(),
+            strict=True,
         ):
-            rows.append(Row(index, top_classes, top_probabilities, label))
+            rows.append(Row(index, top_classes, top_probabilities, label, distribution))
     return rows
 
 

@@ -11,7 +11,7 @@ confidences with the model's :class:`Calibration` (temperature scaling) and refu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,12 +41,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 @dataclass
 class Proposal:
     """What the classifier is asked about one picture: ``fields`` uint8 (K, 28, 28), their boxes, and how
-    ``decide`` combines its answers. Empty ``fields`` with a ``note``: nothing to read (no digit)."""
+    ``decide`` combines its answers. Empty ``fields`` with a ``note``: nothing to read (no digit).
+
+    ``slots`` lists the digits left to right, each with its possible readings: ``(i,)`` field ``i`` as one
+    digit, or ``(i, j)`` two touching digits cut apart; ``decide`` keeps the reading the classifier is
+    surest of. Default (None): each field is one digit.
+    """
 
     fields: np.ndarray
     boxes: list[tuple[int, int, int, int]]
     note: str = ""
     steps: Steps | None = None  # for --data.explain_dir
+    slots: list[list[tuple[int, ...]]] | None = None
+    seams: list[tuple[int, ...]] = field(default_factory=list)  # cuts where two components met: likelier
 
 
 def propose(gray: np.ndarray, name: str = "image") -> Proposal:
@@ -55,28 +62,54 @@ def propose(gray: np.ndarray, name: str = "image") -> Proposal:
         steps = preprocess(gray, name)
     except BadImage as error:
         return Proposal(np.zeros((0, 28, 28), np.uint8), [], note=_reason(str(error)))
-    rows, columns = np.nonzero(steps.chosen)
-    scale = max(gray.shape) / max(steps.chosen.shape)
-    box = (
-        int(columns.min() * scale),
-        int(rows.min() * scale),
-        int((columns.max() - columns.min() + 1) * scale),
-        int((rows.max() - rows.min() + 1) * scale),
-    )
-    return Proposal(steps.digit[None], [box], steps=steps)
+    return Proposal(steps.fields, steps.boxes, steps=steps, slots=steps.slots, seams=steps.seams)
 
 
 def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:
-    """The text read from the classifier's ``logits`` (K, classes) for ``proposal.fields``."""
+    """The text read from the classifier's ``logits`` (K, classes) for ``proposal.fields``.
+
+    Each digit's reading is the one with the highest mean log-confidence per digit, a cut into two
+    needing ``CUT_MARGIN`` more than the whole (a wide 2 or 0 must stay one). Digits whose calibrated
+    confidence is under ``calibration.reject_below`` are no digit; when they are half or more of the
+    picture's, nothing is read (letters, words, scribbles, shapes).
+    """
     if len(proposal.fields) == 0:
         return Reading("", 0.0, (), proposal.note or "no digit")
     probabilities = softmax(logits, calibration.temperature)
-    digits = tuple(
-        Digit(str(int(np.argmax(row))), float(np.max(row)), box)
-        for row, box in zip(probabilities, proposal.boxes, strict=True)
-    )
+    slots = proposal.slots if proposal.slots is not None else [[(i,)] for i in range(len(proposal.fields))]
+    digits: list[Digit] = []
+    for readings in slots:
+        best = max(readings, key=lambda reading: _score(probabilities, reading, proposal))
+        digits += [
+            Digit(str(int(np.argmax(probabilities[i]))), float(np.max(probabilities[i])), proposal.boxes[i])
+            for i in best
+        ]
+    refused = sum(digit.confidence < calibration.reject_below for digit in digits)
+    if 2 * refused >= len(digits):
+        confidence = max(digit.confidence for digit in digits)
+        return Reading("", 0.0, (), f"not a digit: letters, a scribble or a shape? (confidence {confidence:.2f})")
     confidence = float(np.prod([digit.confidence for digit in digits]))
-    return Reading("".join(digit.text for digit in digits), confidence, digits)
+    return Reading("".join(digit.text for digit in digits), confidence, tuple(digits))
+
+
+# In mean log-confidence per digit: how much surer a cut must make the classifier than the whole. The
+# classifier reads two squeezed digits as one with confidence (0.98 for a "15" as 5), and the halves of
+# one digit as two: a cut through strokes needs a margin, a cut where two components meet a head start.
+# A cut counts only when the classifier is sure of both parts: letters and shapes cut in two give one
+# confident half (an E as "13": 0.84 and 1.0), touching digits two.
+CUT_MARGIN = 0.1
+SEAM_MARGIN = -0.1
+CUT_SURE = 0.9
+
+
+def _score(probabilities: np.ndarray, reading: tuple[int, ...], proposal: Proposal) -> float:
+    confidences = probabilities[list(reading)].max(axis=1)
+    surest = np.log(np.maximum(confidences, 1e-12))
+    if len(reading) == 1:
+        return float(surest.mean())
+    if confidences.min() < CUT_SURE:
+        return -np.inf
+    return float(surest.mean()) - (SEAM_MARGIN if reading in proposal.seams else CUT_MARGIN)
 
 
 def read_gray(

@@ -10,12 +10,25 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+OUTLIER_WEIGHT = 0.5  # of the outlier-exposure term against the digits' cross-entropy (Hendrycks et al. use 0.5)
+
 
 def batch_sums(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """The mean cross-entropy of a batch, and its (loss × batch size, correct predictions, batch size)."""
-    loss = F.cross_entropy(logits, labels)
+    """The loss of a batch, and its (loss × batch size, correct predictions, digits in the batch).
+
+    The loss is the digits' cross-entropy; a sample labelled ``-1`` is no digit (``data.negatives``,
+    outlier exposure) and adds ``OUTLIER_WEIGHT`` × its cross-entropy against the uniform distribution,
+    which teaches low confidence there. Both are summed and divided by the batch size: no division by a
+    count read back from the device, and without negatives the loss is the mean cross-entropy as before.
+    """
+    digit = labels >= 0
+    log_probabilities = F.log_softmax(logits.float(), dim=1)
+    digits_loss = -log_probabilities.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+    uniform_loss = -log_probabilities.mean(dim=1)
+    loss = torch.where(digit, digits_loss, OUTLIER_WEIGHT * uniform_loss).sum() / len(labels)
     correct = (logits.argmax(dim=1) == labels).sum().to(loss.dtype)
-    return loss, torch.stack((loss.detach() * len(labels), correct, torch.full_like(correct, len(labels))))
+    count = digit.sum().to(loss.dtype)
+    return loss, torch.stack((loss.detach() * len(labels), correct, count))
 
 
 class EpochMeans(Metric):

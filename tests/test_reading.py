@@ -1,0 +1,178 @@
+"""Reading what people write (issue #23): any framing, whole numbers, "no digit", the predict contract.
+
+The sets come from the MNIST test split and from shapes and fonts (tests/writing.py); the bundled model
+reads them with no option. Bars sit ~3 standard errors under what benchmarks/reading.py measured
+(500 a set, 2026-12-06, docs/reading.md), so a regression fails and a busy machine does not: the default
+suite reads 200 a set, ``-m slow`` 1000.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lenet_cli.checkpoints import pretrained
+from lenet_cli.checkpoints.load import load
+from lenet_cli.cli.main import main
+from lenet_cli.data.mnist import preprocess as model_input
+from lenet_cli.data.negatives import negatives
+from lenet_cli.images.explain import refused
+from lenet_cli.reading.pipeline import Calibration, Proposal, decide, propose, read_gray
+from lenet_cli.training.metrics import batch_sums
+from lenet_cli.training.network import LeNet5, network_weights
+from tests import writing
+from tests.helpers import CPU
+
+# set → (bar, generator): the share read exactly (for non-digits: refused).
+BARS = {
+    "tight": (0.95, writing.tight),
+    "one_edge": (0.96, writing.one_edge),
+    "light_on_dark": (0.97, writing.light_on_dark),
+    "thick": (0.96, writing.thick),
+    "numbers": (0.80, writing.numbers),
+    "touching": (0.75, writing.touching),
+}
+
+
+@pytest.fixture(scope="module")
+def classify():  # type: ignore[no-untyped-def]
+    network = LeNet5()
+    network.load_state_dict(network_weights(load(pretrained.path())["state_dict"]))
+    network.eval()
+
+    def logits(fields: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return network(model_input(torch.from_numpy(fields))).numpy()
+
+    return logits
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    return writing.mnist_test()
+
+
+def share_read(samples: list[tuple[np.ndarray, str]], classify, refused_only: bool = False) -> float:  # type: ignore[no-untyped-def]
+    calibration = pretrained.calibration()
+    readings = [read_gray(gray, classify, calibration) for gray, _ in samples]
+    if refused_only:
+        return float(np.mean([not reading.found for reading in readings]))
+    return float(np.mean([reading.text == text for reading, (_, text) in zip(readings, samples, strict=True)]))
+
+
+@pytest.mark.parametrize("name", list(BARS))
+def test_the_bundled_model_reads_each_framing(name: str, classify, mnist) -> None:  # type: ignore[no-untyped-def]
+    bar, make = BARS[name]
+    assert share_read(make(*mnist, 200), classify) >= bar
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BARS))
+def test_the_bundled_model_reads_each_framing_on_more(name: str, classify, mnist) -> None:  # type: ignore[no-untyped-def]
+    bar, make = BARS[name]
+    assert share_read(make(*mnist, 1000, seed=1), classify) >= bar + 0.01
+
+
+def test_non_digits_are_mostly_refused_and_digits_seldom(classify, mnist) -> None:  # type: ignore[no-untyped-def]
+    # Measured 500 a set: 86.6 % of non-digits refused (the issue asks 95 %: not reached), ~0.6 % of
+    # single digits wrongly refused.
+    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.78
+    assert share_read(writing.tight(*mnist, 200, seed=2), classify, refused_only=True) <= 0.03
+
+
+def test_blank_paper_says_why() -> None:
+    proposal = propose(np.full((50, 60), 230, np.float32))
+    reading = decide(proposal, np.zeros((0, 10)))
+    assert not reading.found and reading.note == "the image is one flat colour"
+
+
+def test_a_number_is_proposed_as_its_digits_left_to_right(mnist) -> None:  # type: ignore[no-untyped-def]
+    images, labels = mnist
+    rng = np.random.default_rng(5)
+    ink, _ = writing.write_number(images, labels, rng, 4, touching=0.0, gap=(8, 10))
+    proposal = propose(writing._paper(ink, rng))
+    assert proposal.slots is not None and len(proposal.slots) == 4
+    lefts = [proposal.boxes[readings[0][0]][0] for readings in proposal.slots]
+    assert lefts == sorted(lefts)
+
+
+def test_decide_cuts_only_when_both_parts_are_sure() -> None:
+    fields = np.zeros((3, 28, 28), np.uint8)
+    proposal = Proposal(fields, [(0, 0, 20, 10), (0, 0, 10, 10), (10, 0, 10, 10)], slots=[[(0,), (1, 2)]])
+
+    def sure(digit: int, logit: float = 12.0) -> np.ndarray:
+        row = np.zeros(10)
+        row[digit] = logit
+        return row
+
+    # The whole read as a 5 at 0.80, the parts as 1 and 5 at ~1.0: the cut.
+    both = decide(proposal, np.stack([sure(5, 3.5), sure(1), sure(5)]))
+    assert both.text == "15" and len(both.digits) == 2
+    # One part unsure: the whole stays.
+    unsure = decide(proposal, np.stack([sure(5, 3.5), sure(1, 1.0), sure(5)]))
+    assert unsure.text == "5"
+
+
+def test_decide_refuses_below_the_calibrations_level() -> None:
+    proposal = Proposal(np.zeros((1, 28, 28), np.uint8), [(0, 0, 10, 10)])
+    flat = np.array([[1.0, 0.9, 0.8, 0, 0, 0, 0, 0, 0, 0]])
+    reading = decide(proposal, flat, Calibration(1.0, reject_below=0.5))
+    assert not reading.found and reading.note.startswith("not a digit")
+    assert decide(proposal, flat, Calibration(1.0, reject_below=0.0)).text == "0"
+
+
+def test_the_calibration_is_in_the_bundled_record() -> None:
+    fitted = pretrained.record()["calibration"]
+    assert fitted["test_ece"] <= 0.01  # the issue's bar: expected calibration error ≤ 1 %
+    assert pretrained.calibration() == Calibration(fitted["temperature"], fitted["reject_below"])
+
+
+def test_outlier_exposure_pushes_negatives_to_uniform() -> None:
+    logits = torch.tensor([[5.0, 0, 0], [5.0, 0, 0]], requires_grad=True)
+    loss, sums = batch_sums(logits, torch.tensor([0, -1]))
+    assert torch.isfinite(loss) and sums[2] == 1  # one digit counted
+    loss.backward()
+    assert logits.grad is not None and logits.grad[1, 0] > 0  # the negative's top logit is pushed down
+    plain, _ = batch_sums(logits.detach(), torch.tensor([0, 0]))
+    assert plain == pytest.approx(torch.nn.functional.cross_entropy(logits.detach(), torch.tensor([0, 0])).item())
+
+
+def test_negatives_are_deterministic_fields() -> None:
+    first, again = negatives(20, seed=3), negatives(20, seed=3)
+    assert first.shape == (20, 28, 28) and first.dtype == np.uint8 and np.array_equal(first, again)
+    assert (first.reshape(20, -1).max(axis=1) > 200).all()  # every one has ink
+
+
+def test_a_refused_picture_is_drawn_with_its_reason() -> None:
+    drawn = refused(Image.new("RGB", (40, 30), "white"), "blank.png", "the image is one flat colour")
+    pixels = np.asarray(drawn)
+    assert drawn.height > 30 and (pixels[..., 0] > pixels[..., 1] + 60).any()  # the red reason
+
+
+def test_predict_writes_one_row_per_picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, mnist) -> None:  # type: ignore[no-untyped-def]
+    images, labels = mnist
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    ink, number = writing.write_number(images, labels, rng, 3, touching=0.0, gap=(8, 10))
+    Image.fromarray(writing._paper(ink, rng).astype(np.uint8)).save(folder / "a-number.png")
+    Image.new("L", (40, 40), 235).save(folder / "b-blank.png")
+    gray, digit = writing.tight(images, labels, 1, seed=4)[0]
+    Image.fromarray(gray.astype(np.uint8)).save(folder / "c-tight.png")
+    monkeypatch.chdir(tmp_path)
+    main(["predict", *CPU, "--data.predict_path", str(folder), "--data.explain_dir", "explain"])
+    out = capsys.readouterr().out
+    with (tmp_path / "runs" / "lenet" / "version_0" / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(row["source"]).name for row in rows] == ["a-number.png", "b-blank.png", "c-tight.png"]
+    assert rows[0]["predicted"] == number and len(json.loads(rows[0]["digits"])) == len(number)
+    assert rows[1]["predicted"] == "" and rows[1]["confidence"] == "" and rows[1]["note"]
+    assert rows[2]["predicted"] == digit
+    assert f"a-number.png: {number} (confidence " in out and "b-blank.png: no digit (" in out
+    assert len(list((tmp_path / "explain").glob("*.png"))) == 3  # the refused one too
