@@ -139,12 +139,6 @@ def _screenshot(browser, tmp_path: Path) -> Path:
     return target
 
 
-# The number and the edge need the reading pipeline of issue #23 (segmentation; ink touching the border);
-# not strict until it is in: they pass as soon as it is.
-NUMBERS = pytest.mark.xfail(reason="the reading pipeline reads numbers and edge-touching digits (#23)", strict=False)
-
-
-@NUMBERS
 def test_drawing_a_number_shows_the_number(browser, bundled_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -159,7 +153,6 @@ def test_drawing_a_number_shows_the_number(browser, bundled_server, tmp_path):
     _screenshot(browser, tmp_path)
 
 
-@NUMBERS
 def test_a_digit_touching_the_canvas_edge_reads(browser, bundled_server):
     browser.get(bundled_server.url + "/")
     _draw(browser, [[(0.5, 0.0), (0.5, 1.0)]])  # a "1" from the top edge to the bottom edge
