@@ -14,6 +14,9 @@ import yaml
 
 from tests.helpers import CONFIGS, last_logged, lenet_subprocess, read_predictions
 
+# Two gloo processes train on the CPU (~45 s): not in the default suite; .ci/run runs them with -m ddp.
+pytestmark = [pytest.mark.slow, pytest.mark.ddp]
+
 # CI runs these on the CPU (gloo); LENET_TEST_ACCELERATOR=gpu runs the same checks on 2 GPUs (NCCL).
 ACCELERATOR = os.environ.get("LENET_TEST_ACCELERATOR", "cpu")
 TWO = [f"--trainer.accelerator={ACCELERATOR}", "--trainer.devices=2", "--trainer.enable_progress_bar=false"]

@@ -290,9 +290,9 @@ def test_mnist_yaml_model_reads_phone_photos(read_photos: ReadPhotos, mnist_chec
 
 
 def test_clean_mnist_pngs_keep_their_prediction(robust_checkpoint: Path) -> None:
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     model = LeNet.load_from_checkpoint(robust_checkpoint, map_location="cpu").eval()
-    test_images = arrays["test_images"].numpy()
+    test_images = arrays["test_images"][:3000].numpy()  # 3 000 of the 10 000: the bar sits 9 errors under
     read = []
     for number, digit in enumerate(test_images):
         buffer = io.BytesIO()
@@ -301,6 +301,6 @@ def test_clean_mnist_pngs_keep_their_prediction(robust_checkpoint: Path) -> None
         read.append(files.load_digit(buffer, f"{number}.png"))
     with torch.no_grad():
         from_files = model(to_model_input(torch.from_numpy(np.stack(read)))).argmax(dim=1)
-        from_mnist = model(to_model_input(arrays["test_images"])).argmax(dim=1)
+        from_mnist = model(to_model_input(arrays["test_images"][:3000])).argmax(dim=1)
     # Measured: 99.88 % (robust model), 99.90 % (configs/mnist.yaml's).
     assert (from_files == from_mnist).float().mean().item() >= 0.995
