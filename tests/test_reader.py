@@ -273,3 +273,23 @@ def test_the_reader_distribution_has_the_packages_version() -> None:
     reader = tomllib.loads((ROOT / "reader" / "pyproject.toml").read_text())["project"]
     assert reader["version"] == lenet_cli.__version__
     assert not [name for name in reader["dependencies"] if name.split(">")[0] in ("torch", "lightning")]
+
+
+def test_many_pictures_are_read_in_processes_as_in_threads(
+    tmp_path: Path,
+    mnist_test: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    images, _ = mnist_test
+    count = cli.PROCESSES_FROM + 6  # enough pictures for forked processes
+    for index in range(count):
+        Image.fromarray(255 - images[index]).resize((56, 56)).save(tmp_path / f"{index:03d}.png")
+    (tmp_path / "zz-bad.png").write_bytes(b"not a picture")
+    in_processes = cli.main([str(tmp_path)]), capsys.readouterr()
+    monkeypatch.setattr(cli, "PROCESSES_FROM", 10**9)
+    in_threads = cli.main([str(tmp_path)]), capsys.readouterr()
+    assert in_processes == in_threads
+    status, (out, err) = in_processes
+    assert status == 2 and len(out.splitlines()) == count
+    assert err.count("\n") == 1 and "zz-bad.png: not an image file" in err
