@@ -250,7 +250,7 @@ def make_user_images(folder: Path, count: int, seed: int = 0) -> tuple[list[int]
     Each is inverted to blue ink on cream paper (RGB), enlarged 1-3×, placed off-centre on a larger
     canvas and saved as PNG or (every other one) JPEG. Names sort in the order of the returned lists.
     """
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(arrays["test_images"]), count, replace=False).tolist())
     folder.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ AGREEMENT_BAR = 58 / 60
 def phone_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[photos.Photo], dict[str, str]]:
     """The photo set, drawn once per session, with the bad files beside it: folder, photos, bad files."""
     folder = tmp_path_factory.mktemp("phone_photos")
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     listed = photos.generate(folder, arrays["test_images"].numpy(), arrays["test_labels"].numpy(), PER_CONDITION, SEED)
     return folder, listed, photos.bad_files(folder)
 
@@ -97,7 +97,8 @@ def mnist_predictions(checkpoint: Path) -> dict[int, int]:
     """The checkpoint's reading of every MNIST test digit, by index."""
     model = LeNet.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     with torch.no_grad():
-        predicted = model(to_model_input(idx.load(None, allow_download=False)["test_images"])).argmax(dim=1)
+        test_images = idx.load(None, allow_download=False, splits=("test",))["test_images"]
+        predicted = model(to_model_input(test_images)).argmax(dim=1)
     return dict(enumerate(predicted.tolist()))
 
 
@@ -123,7 +124,7 @@ def predict_folder(checkpoint: Path, folder: Path, workdir: Path, monkeypatch: p
 
 
 def test_the_generator_is_deterministic(tmp_path: Path) -> None:
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     test_images, test_labels = arrays["test_images"][:50].numpy(), arrays["test_labels"][:50].numpy()
     first = photos.generate(tmp_path / "a", test_images, test_labels, per_condition=1, seed=3)
     again = photos.generate(tmp_path / "b", test_images, test_labels, per_condition=1, seed=3)
@@ -183,7 +184,7 @@ def test_bad_files_are_skipped_naming_why(
 
 def test_clean_mnist_pngs_come_back_as_they_were() -> None:
     """MNIST's digits written as PNG files go through the photo steps nearly unchanged."""
-    test_images = idx.load(None, allow_download=False)["test_images"][:2000].numpy()
+    test_images = idx.load(None, allow_download=False, splits=("test",))["test_images"][:2000].numpy()
     differences = []
     for number, digit in enumerate(test_images):
         buffer = io.BytesIO()

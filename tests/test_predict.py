@@ -29,7 +29,7 @@ from tests.helpers import (
 
 def accuracy_on_mnist(checkpoint: Path, indices: list[int]) -> float:
     """The checkpoint's accuracy on these MNIST test digits as MNIST gives them."""
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     model = LeNet.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     with torch.no_grad():
         predicted = model(to_model_input(arrays["test_images"][indices])).argmax(dim=1)

@@ -30,7 +30,7 @@ TEST_DIGITS = (0, 1, 2, 3, 4)  # MNIST test indices: 7, 2, 1, 0, 4
 
 @pytest.fixture(scope="module")
 def mnist_test() -> tuple[np.ndarray, np.ndarray]:
-    arrays = idx.load(None, allow_download=False)
+    arrays = idx.load(None, allow_download=False, splits=("test",))
     return arrays["test_images"].numpy(), arrays["test_labels"].numpy()
 
 
