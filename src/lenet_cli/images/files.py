@@ -14,11 +14,11 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -203,6 +203,7 @@ def _skipped_note(listing: Listing) -> str:
     return f" (only entries that are not regular files: {shown}{more})"
 
 
+Decoded = TypeVar("Decoded")
 MAX_LISTED = 10  # skipped files named one by one in a message; the rest are counted
 
 
@@ -214,26 +215,21 @@ def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
     return to_mnist(read_grayscale(source, name), name)
 
 
-def load_digits(
-    path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """Digits of the image file, folder or glob ``path``: uint8 (N, 28, 28) light on dark, and sources.
+def decode_each(
+    path: str | Path, attempt: Callable[[Path], Decoded], num_workers: int = 0, usable: str = "readable images"
+) -> list[tuple[Path, Decoded]]:
+    """``attempt`` on each file of the image file, folder or glob ``path``, in natural order: the files it read.
 
-    A single file that cannot be used fails; from a folder or glob the good files are kept and the
-    bad ones listed in a warning, failing only when none is left. ``num_workers`` threads decode the
-    files (Pillow and OpenCV work without holding the GIL). With ``explain_dir``, each digit's steps
-    are drawn into ``explain_dir/NNNN-<name>.png`` (NNNN: its index in predictions.csv).
+    ``attempt`` raises BadImage for a file it cannot use. A single file that cannot be used fails; from a
+    folder or glob the good files are kept and the bad ones listed in a warning (``usable`` says what they
+    are not), failing only when none is left. ``num_workers`` threads run ``attempt`` (Pillow and OpenCV
+    work without holding the GIL).
     """
     files, single = collect(str(path))
-    explain = explain_dir is not None
 
-    def attempt(file: Path) -> tuple[np.ndarray, Image.Image | None, Steps | None] | BadImage:
+    def guarded(file: Path) -> Decoded | BadImage:
         try:
-            if not explain:
-                return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
-            # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
-            steps = preprocess(read_grayscale(file, str(file)), str(file))
-            return steps.digit, read_image(file, str(file), colour=True), steps
+            return attempt(file)
         except BadImage as error:
             return error
 
@@ -243,9 +239,9 @@ def load_digits(
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         if num_workers > 0 and len(files) > 1:
             with ThreadPoolExecutor(max_workers=num_workers) as pool:
-                results = list(pool.map(attempt, files))
+                results = list(pool.map(guarded, files))
         else:
-            results = [attempt(file) for file in files]
+            results = [guarded(file) for file in files]
 
     failures = [result for result in results if isinstance(result, BadImage)]
     if single and failures:
@@ -257,9 +253,29 @@ def load_digits(
         )
     if failures:
         listing = _listing(failures, "\n  ")
-        unreadable = f"{len(failures)} of {len(files)} files of {path} that are not readable digit images"
-        _warn(f"warning: skipped {unreadable}:\n  {listing}")
-    if explain_dir is not None and _rank_zero():  # one rank draws
+        _warn(f"warning: skipped {len(failures)} of {len(files)} files of {path} that are not {usable}:\n  {listing}")
+    return kept
+
+
+def load_digits(
+    path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Digits of the image file, folder or glob ``path``: uint8 (N, 28, 28) light on dark, and sources.
+
+    The files are read as :func:`decode_each` says. With ``explain_dir``, each digit's steps are drawn into
+    ``explain_dir/NNNN-<name>.png`` (NNNN: its index in predictions.csv).
+    """
+    explain = explain_dir is not None
+
+    def attempt(file: Path) -> tuple[np.ndarray, Image.Image | None, Steps | None]:
+        if not explain:
+            return to_mnist(read_grayscale(file, str(file)), str(file)), None, None
+        # Decoded twice: in colour for the picture, and exactly as without explain_dir for the digit.
+        steps = preprocess(read_grayscale(file, str(file)), str(file))
+        return steps.digit, read_image(file, str(file), colour=True), steps
+
+    kept = decode_each(path, attempt, num_workers, "readable digit images")
+    if explain_dir is not None and rank_zero():  # one rank draws
         draw_steps(Path(explain_dir), [(file, image, steps, "") for file, (_, image, steps) in kept])
     digits = np.stack([digit for _, (digit, _, _) in kept])
     return digits, [str(file) for file, _ in kept]
@@ -291,11 +307,11 @@ def _listing(failures: Sequence[BadImage], separator: str) -> str:
 
 
 def _warn(message: str) -> None:
-    if _rank_zero():  # every DDP rank reads the files; one of them says so
+    if rank_zero():  # every DDP rank reads the files; one of them says so
         print_safely(message)
 
 
-def _rank_zero() -> bool:
+def rank_zero() -> bool:
     """Whether this is the first process of a distributed run (or the only one): Lightning's launchers and
     torchrun set these variables (lightning's ``rank_zero_only`` reads the same), without importing Lightning."""
     return all(os.environ.get(variable, "0") == "0" for variable in ("RANK", "LOCAL_RANK", "NODE_RANK"))
