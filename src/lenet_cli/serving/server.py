@@ -45,15 +45,11 @@ def static_dir() -> Path:
 
 
 def serve(
-    model: Path | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_batch_size: int = 1,
-    batch_timeout: float = 0.0,
-    max_request_bytes: int = 10 * 1024 * 1024,
+    model: Path | None, *, host: str, port: int, max_batch_size: int, batch_timeout: float, max_request_bytes: int
 ) -> None:
     """Serve the ONNX ``model`` (``lenet export``'s, with or without preprocessing; ``None``: the bundled one)
-    until Ctrl-C or SIGTERM, then stop every process and return."""
+    until Ctrl-C or SIGTERM, then stop every process and return. The options' defaults are ``serving.cli``'s
+    (``lenet serve``'s), and only there."""
     # The gateway processes (forked: they inherit it) find digits in one picture at a time per thread:
     # OpenCV's thread pool only adds contention there (see lenet_cli.reading.cli).
     cv2.setNumThreads(1)

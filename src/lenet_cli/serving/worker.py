@@ -43,9 +43,7 @@ class DigitAPI(ls.LitAPI):
         threads: ONNX Runtime's intra-op threads (LeNet on a few fields gains nothing from more).
     """
 
-    def __init__(
-        self, model: Path | None = None, max_batch_size: int = 1, batch_timeout: float = 0.0, threads: int = 1
-    ) -> None:
+    def __init__(self, model: Path | None, *, max_batch_size: int, batch_timeout: float, threads: int = 1) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
         self.model, self.threads = model, threads
 
