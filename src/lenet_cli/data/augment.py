@@ -3,7 +3,9 @@
 MNIST's digits are all upright, centred, of one size and one stroke thickness; handwriting photographed
 by people is not. Each training batch is distorted as a whole, after the batch's index gather and before
 normalisation: one ``grid_sample`` for the geometry (rotation, scale, shear, shift and an optional elastic
-field) and two 3×3 max-pools for the stroke thickness. That happens in the batch iterator, before
+field), two 3×3 max-pools for the stroke thickness, and for a share of the digits a trip through a low
+resolution (shrunk by area averaging, enlarged again, nearest or bilinear: a thumbnail's digit as the
+reading pipeline renders it). That happens in the batch iterator, before
 ``training_step``, so a CUDA-graphed step (lenet_cli/graphs.py) replays unchanged on distorted inputs.
 """
 
@@ -32,6 +34,11 @@ class Augmentation:
         elastic: Elastic distortion (Simard et al. 2003): the largest displacement of a smooth random
             field, in pixels of the 28×28 digit; 0 turns it off.
         probability: The fraction of images distorted; the others are left as MNIST has them.
+        low_resolution: The fraction of images (drawn apart from ``probability``) shrunk so that MNIST's
+            20-pixel digit box is ``low_resolution_sizes`` pixels (area averaging), then enlarged back,
+            half with nearest-neighbour blocks and half bilinear, and stretched to full ink again; 0 turns
+            it off.
+        low_resolution_sizes: The smallest and largest side of the shrunk digit box, in pixels.
     """
 
     rotation: float = 15.0
@@ -41,6 +48,8 @@ class Augmentation:
     thickness: float = 0.6
     elastic: float = 0.0
     probability: float = 1.0
+    low_resolution: float = 0.0
+    low_resolution_sizes: tuple[int, int] = (6, 14)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +97,35 @@ class Augmentation:
             sign = torch.where(amount < 0, -1.0, 1.0).to(dtype)
             morphed = sign * _dilate(sign * warped)
             warped = warped + amount.abs() * (morphed - warped)
+        if self.low_resolution > 0:
+            warped = self._low_resolution(warped, uniform)
         return warped
+
+    def _low_resolution(self, images: Tensor, uniform: Any) -> Tensor:
+        """Some of ``images`` through a low resolution and back. The whole field is shrunk: MNIST's 28×28
+        field holds the 20-pixel digit box, whatever size the field has been resized to since."""
+        height, width = images.shape[-2:]
+        low, high = self.low_resolution_sizes
+        chosen = uniform(0, 1) < self.low_resolution
+        # The field's side at the drawn digit size; drawn for every image, so a rerun repeats them.
+        sides = (uniform(low, high + 1).floor().clamp(max=high) * 28 / 20).round().long()
+        nearest = uniform(0, 1) < 0.5
+        result = images.clone()
+        for side in sides[chosen].unique().tolist():
+            for blocky in (True, False):
+                index = (chosen & (sides == side) & (nearest == blocky)).nonzero().squeeze(1)
+                if len(index) == 0:
+                    continue
+                small = F.interpolate(images[index], size=(side, side), mode="area")
+                if blocky:  # whole blocks on a larger grid, then averaged down: as a picture enlarged and read
+                    times = -(-2 * height // side)
+                    large = F.interpolate(small, scale_factor=times, mode="nearest")
+                    back = F.interpolate(large, size=(height, width), mode="area")
+                else:
+                    back = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+                peak = back.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+                result[index] = (back / peak).clamp(0, 1)
+        return result
 
 
 def _affine_grid(matrix: Tensor, height: int, width: int) -> Tensor:
