@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,6 +75,31 @@ def test_each_distortion_does_what_it_says(digits: torch.Tensor) -> None:
     elastic = Augmentation(rotation=0, scale=0, shift=0, shear=0, thickness=0, elastic=2)(digits, generator())
     assert not torch.allclose(elastic, digits, atol=0.05)
     torch.testing.assert_close(elastic.sum(dim=(1, 2, 3)), ink, rtol=0.25, atol=0)
+
+
+def test_low_resolution_blurs_detail_but_keeps_the_digit(digits: torch.Tensor) -> None:
+    low = Augmentation(
+        rotation=0, scale=0, shift=0, shear=0, thickness=0, low_resolution=1.0, low_resolution_sizes=(6, 6)
+    )
+    # Off by default: the other distortions alone.
+    assert Augmentation().low_resolution == 0
+    torch.testing.assert_close(
+        dataclasses.replace(low, low_resolution=0.0)(digits, generator()), digits, atol=1e-5, rtol=0
+    )
+    # A one-pixel checkerboard has no detail left at a 6-pixel digit box (8×8 field): flat grey, stretched to ink.
+    board = (torch.arange(32)[:, None] + torch.arange(32)[None, :]).remainder(2).float().expand(64, 1, 32, 32)
+    assert low(board, generator())[:, :, 4:28, 4:28].std() < 0.05 < board.std() - 0.4
+    # A digit keeps its place and full ink, and loses its sharp edges: fewer pixels fully on or off.
+    shrunk = low(digits, generator())
+    assert (centre_of_mass(shrunk) - centre_of_mass(digits)).abs().max() < 1.5
+    torch.testing.assert_close(shrunk.amax(dim=(1, 2, 3)), torch.ones(len(digits)))
+    grey = ((shrunk > 0.1) & (shrunk < 0.9)).float().mean() / ((digits > 0.1) & (digits < 0.9)).float().mean()
+    assert grey > 1.5
+    # The share drawn: half of the digits at 0.5, the others untouched.
+    half = dataclasses.replace(low, low_resolution=0.5)(digits, generator())
+    changed = (half - digits).abs().amax(dim=(1, 2, 3)) > 1e-4
+    assert 16 < int(changed.sum()) < 48
+    torch.testing.assert_close(half[~changed], digits[~changed])
 
 
 def test_rotation_turns_by_the_angle_drawn() -> None:
