@@ -47,7 +47,8 @@ class Group:
     box: tuple[int, int, int, int]
     area: int
     cuts: list[int] = field(default_factory=list)  # candidate cut columns, in picture coordinates
-    seams: list[int] = field(default_factory=list)  # columns where two components that were joined meet
+    # where two neighbours that were joined meet: the ids of the left one (the rest is the right one)
+    seams: list[list[int]] = field(default_factory=list)
 
     def mask(self, labels: np.ndarray) -> np.ndarray:
         """bool (H, W) of the picture: this digit's pixels."""
@@ -104,21 +105,21 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     groups.sort(key=lambda group: group.box[1])
     groups = _overlapping(groups)
     for group in groups:
-        group.cuts = [cut for cut in _cuts(group, labels) if all(abs(cut - seam) > 1 for seam in group.seams)]
+        group.cuts = _cuts(group, labels)
     return labels, groups
 
 
 def _overlapping(groups: list[Group]) -> list[Group]:
     """Neighbours whose boxes overlap a little (``_one_digit`` joined those that overlap much) are one
     digit with a gap in a stroke (an 8 whose loop is not closed) or two that lean into one another: joined,
-    with a candidate cut where they meet, for the classifier to choose."""
+    remembering which strokes were on the left (a slanted pair is cut apart along its strokes, not along
+    a column), for the classifier to choose."""
     joined: list[Group] = []
     for group in groups:
         if joined and group.box[1] < joined[-1].box[3]:
-            seam = (group.box[1] + joined[-1].box[3]) // 2
-            seams = joined[-1].seams
+            seams, left = joined[-1].seams, list(joined[-1].ids)
             joined[-1] = _merged(joined[-1], group)
-            joined[-1].seams = [*seams, seam]
+            joined[-1].seams = [*seams, left]
         else:
             joined.append(group)
     return joined
