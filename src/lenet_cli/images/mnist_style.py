@@ -38,7 +38,7 @@ import numpy as np
 
 from lenet_cli.images.decode import WORK_SIZE, BadImage
 from lenet_cli.images.ink import HYSTERESIS, MIN_INK, first_window, flatten, grown, ink_threshold, stroke_window
-from lenet_cli.images.segment import SOLID, STRIP, TIGHT, Group, segment
+from lenet_cli.images.segment import PHOTO_SIZE, SOLID, STRIP, TIGHT, Group, segment
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
@@ -48,7 +48,6 @@ POLARITY_SIZE = 128  # pixels on the longer side at which light-on-dark is told 
 EVEN_BORDER = 0.15  # a border whose middle half spans less than this fraction of the range is even
 DARK_GROUND = 0.25  # ... and it is a dark ground when its median lies in this lowest part of the range
 BORDER_INK = 0.01  # more than this share of the border's pixels as dark as ink: the strokes reach the border
-PHOTO_SIZE = 256  # working pixels on the longer side from which _writing_inside is asked
 INSIDE_MARGIN = 0.04  # (of the shorter side) ... and this far from every side
 INSIDE = 0.25  # ink off the border this tall (of the picture's height) is writing: no margin is added
 PAPER_QUANTILE = 90  # the paper's level: this percentile of the picture (ink rarely covers a tenth of it)

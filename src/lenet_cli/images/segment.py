@@ -22,6 +22,7 @@ LINE_LENGTH = 0.5  # a component reaching the border and this long (of the pictu
 LINE_THICKNESS = 0.04  # ... and on average thinner than this fraction of the shorter side is a line
 BLOB_FILL = 0.35  # a component reaching the border that fills this much of its box ...
 BLOB_SIZE = 0.25  # ... and whose box covers this fraction of the picture is a shape, not strokes
+PHOTO_SIZE = 256  # working pixels on the longer side from which a picture may hold a table, a shadow, a page's edge
 SPAN = 0.9  # a component reaching the border and this long (of the picture's side) is an edge ...
 STRIP = 0.3  # spanning the picture one way and narrower than this the other: an edge, not a cropped digit
 TIGHT = 0.5  # a stroke at the border with this share of the ink: the digit itself, cropped tightly
@@ -74,6 +75,8 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     blob = (
         touches & (area >= BLOB_FILL * box_width * box_height) & (box_width * box_height >= BLOB_SIZE * height * width)
     )
+    if max(height, width) < PHOTO_SIZE:  # no table or shadow in a small picture: a thick pen's digit, cropped tightly
+        blob[np.argmax(area)] = False
     speck = area < SPECK_FRACTION * area.max()
     keep = ~speck & ~line & ~blob
     if not keep.any():  # nothing else: the picture is the digit (a tight crop of a 1, of a thick 8)
