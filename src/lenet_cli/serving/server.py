@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from lenet_cli.errors import LenetError
 from lenet_cli.serving import processes
 from lenet_cli.serving.gateway import Gateway
-from lenet_cli.serving.limits import uvicorn_options
+from lenet_cli.serving.limits import spread_connections, uvicorn_options
 from lenet_cli.serving.worker import DigitAPI
 
 # uvicorn processes running the gateway: decoding an image costs them more than the forward pass costs
@@ -53,6 +53,7 @@ def serve(
     # The gateway processes (forked: they inherit it) find digits in one picture at a time per thread:
     # OpenCV's thread pool only adds contention there (see lenet_cli.reading.cli).
     cv2.setNumThreads(1)
+    spread_connections(API_SERVERS)
     server = ls.LitServer(
         DigitAPI(model, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
