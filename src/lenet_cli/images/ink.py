@@ -76,7 +76,7 @@ def ink_threshold(darkness: np.ndarray) -> tuple[float | None, float]:
     # The paper's level and noise from the picture's lightest quarter, never its median: on a tight crop
     # or an enlarged, blurred small digit, half the pixels or more may be ink (the median and its spread
     # then are the strokes', and the floor rises above the ink).
-    low, quarter = (float(value) for value in np.percentile(sample, [5, 25]))
+    low, quarter = quantiles(sample, (5, 25))
     noise = (quarter - low) / 0.97  # a normal's standard deviation: 0.97 of them from its 5th to 25th percentile
     floor = max(MIN_FLOOR, quarter + (0.674 + NOISE_SIGMAS) * noise)  # 0.674: from the 25th percentile to the mode
     candidates = darkness[darkness > floor]
@@ -84,6 +84,15 @@ def ink_threshold(darkness: np.ndarray) -> tuple[float | None, float]:
         return None, floor
     threshold = max(otsu(candidates), floor, MIN_CONTRAST / 2)
     return threshold, floor
+
+
+def quantiles(values: np.ndarray, percents: tuple[float, ...]) -> tuple[float, ...]:
+    """The values at these percentiles (the order statistics, no interpolation): one partial sort, ~4x
+    faster than ``np.percentile`` on the few thousand pixels of a small picture."""
+    flat = np.ravel(values)
+    ranks = [min(len(flat) - 1, int(len(flat) * percent / 100)) for percent in percents]
+    chosen = np.partition(flat, ranks)[ranks]
+    return tuple(float(value) for value in chosen)
 
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
@@ -109,24 +118,34 @@ def grown(darkness: np.ndarray, labels: np.ndarray, groups: list[Group], low: fl
     owner = np.full(int(labels.max()) + 1, -1, np.int64)  # label → its group's index (-1: dropped, paper)
     for index, group in enumerate(groups):
         owner[group.ids] = index
-    strong = owner[labels]
-    on = strong >= 0
-    pairs = np.unique(weak[on].astype(np.int64) * len(groups) + strong[on])
-    weak_ids, group_ids = pairs // len(groups), pairs % len(groups)
-    ids, touched = np.unique(weak_ids, return_counts=True)
+    on = owner[labels] >= 0
+    span = int(labels.max()) + 1
+    pairs = np.unique(weak[on].astype(np.int64) * span + labels[on])  # (weak component, kept label) met
+    weak_ids, met = pairs // span, pairs % span
+    groups_met = np.unique(weak_ids * len(groups) + owner[met]) // len(groups)
+    ids, touched = np.unique(groups_met, return_counts=True)
     to = np.full(count, -1, np.int64)  # weak component → the one group it joins
-    alone = np.isin(weak_ids, ids[touched == 1])
-    to[weak_ids[alone]] = group_ids[alone]
+    to[ids[touched == 1]] = owner[met[np.searchsorted(weak_ids, ids[touched == 1])]]
     target = to[weak]
     grow = (target >= 0) & ~on
     if not grow.any():
         return labels
-    # the nearest kept component's label, from the distance transform's nearest zero pixel
-    _, nearest = cv2.distanceTransformWithLabels((~on).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    lookup = np.zeros(int(nearest.max()) + 1, labels.dtype)
-    lookup[nearest[~(~on)]] = labels[on]
-    near = lookup[nearest]
-    grow &= owner[near] == target
+    # Each added pixel takes the label of the component it joins; where its weak component meets several
+    # of the digit's components, the nearest one's (the distance transform's nearest zero pixel).
+    labels_met = np.bincount(weak_ids, minlength=count)
+    only = np.zeros(count, labels.dtype)
+    single = labels_met == 1
+    only[weak_ids[single[weak_ids]]] = met[single[weak_ids]]
+    near = only[weak]
+    several = grow & ~single[weak]
+    if several.any():
+        _, nearest = cv2.distanceTransformWithLabels(
+            (~on).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        lookup = np.zeros(int(nearest.max()) + 1, labels.dtype)
+        lookup[nearest[on]] = labels[on]
+        near = np.where(several, lookup[nearest], near)
+        grow &= owner[near] == target
     grown = labels.copy()
     for index, group in enumerate(groups):  # within reach of the digit's box: not along a ruled line
         top, left, bottom, right = group.box

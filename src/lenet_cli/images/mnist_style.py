@@ -37,7 +37,16 @@ import cv2
 import numpy as np
 
 from lenet_cli.images.decode import WORK_SIZE, BadImage
-from lenet_cli.images.ink import HYSTERESIS, MIN_INK, first_window, flatten, grown, ink_threshold, stroke_window
+from lenet_cli.images.ink import (
+    HYSTERESIS,
+    MIN_INK,
+    first_window,
+    flatten,
+    grown,
+    ink_threshold,
+    quantiles,
+    stroke_window,
+)
 from lenet_cli.images.segment import PHOTO_SIZE, SOLID, STRIP, TIGHT, Group, segment
 
 FIELD = 28  # MNIST's image size
@@ -205,7 +214,7 @@ def _padded(gray: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, int, in
     The paper's colour is a bright quantile, not the mean or the border's: on a tight crop most of the
     border may be ink. Tesseract's guide gives the same advice: a margin of background around the text.
     """
-    paper = float(np.percentile(gray, PAPER_QUANTILE))
+    (paper,) = quantiles(gray, (PAPER_QUANTILE,))
     margin = max(4, round(MARGIN * max(gray.shape)))
     padded = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=paper)
     return padded, margin, stroke_window(gray, darkness)
@@ -214,7 +223,7 @@ def _padded(gray: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, int, in
 def _level(darkness: np.ndarray, labels: np.ndarray, group: Group) -> float:
     top, left, bottom, right = group.box
     inside = np.isin(labels[top:bottom, left:right], group.ids)
-    return float(np.percentile(darkness[top:bottom, left:right][inside], 90))
+    return quantiles(darkness[top:bottom, left:right][inside], (90,))[0]
 
 
 def _field(
@@ -265,7 +274,7 @@ def light_on_dark(gray: np.ndarray) -> bool:
     )
     low, high = float(small.min()), float(small.max())
     border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
-    first, median, third = (float(value) for value in np.percentile(border, [25, 50, 75]))
+    first, median, third = quantiles(border, (25, 50, 75))
     return third - first <= EVEN_BORDER * (high - low) and median <= low + DARK_GROUND * (high - low)
 
 
