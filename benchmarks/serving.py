@@ -7,13 +7,12 @@
 ``load``: each server alone, a subprocess on a free port of 127.0.0.1 (the bundled model; ``--ckpt_path``:
 another); ``--clients`` keep-alive connections post one MNIST test digit as a PNG each, waiting for the
 answer, for ``--seconds`` after ``--warmup``. Per run: good requests/s, p50/p95/p99 of the good ones, errors,
-seconds to a healthy ``/health``, and the bad requests' statuses (each must be a 4xx). Runs, ``--rounds``
-times: ``fastapi`` (the baseline: one uvicorn process, same decoding and network, one torch thread),
-``litserve`` (``--max_batch_size 1``), ``litserve-batch`` (the defaults), ``litserve-mixed`` (every
-``--bad-every``-th request bad), ``reader`` (a plain ``lenet serve`` on ONNX Runtime, no torch) and, with
-``--before SRC``, ``before`` (another checkout's ``lenet serve --ckpt_path pretrained``). Then ``--soak``
-seconds on a fresh ``lenet serve``, its processes' resident memory every 10 s. Client and server share the
-CPU: compare runs of one invocation.
+the bad requests' statuses (each a 4xx), CPU of all the server's processes a request answered, seconds to
+``/health``. Runs, ``--rounds`` times: ``fastapi`` (one uvicorn process, same decoding and network, one torch
+thread), ``litserve`` (defaults), ``litserve-batch`` (``--max_batch_size 16``: LitServe's worker),
+``litserve-mixed`` (every ``--bad-every``-th request bad), ``reader`` (a plain ``lenet serve``: no torch) and,
+with ``--before SRC``, ``before`` (that checkout's ``lenet serve --ckpt_path pretrained``). Then ``--soak`` s
+on a fresh server, its memory every 10 s. Client and server share the CPU: compare runs of one invocation.
 
 ``startup``: everyday commands in new processes beside the import floor (``python -c "import torch,
 lightning.pytorch"``) of the same round: ``lenet --help``, ``lenet fit --help``, ``lenet predict`` of one
@@ -87,12 +86,6 @@ def baseline_app(ckpt_path: str) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 def healthy(port: int, process: subprocess.Popen, timeout: float = 120.0) -> float:
     """Seconds until ``/health`` answers 200 (counted by the caller from the process's start)."""
     deadline = time.monotonic() + timeout
@@ -114,7 +107,9 @@ def healthy(port: int, process: subprocess.Popen, timeout: float = 120.0) -> flo
 def server(name: str, ckpt_path: str | None, *extra: str, src: Path | None = None) -> Iterator[tuple[int, float, int]]:
     """(port, seconds to healthy, pid) of a running ``fastapi`` baseline or ``lenet serve EXTRA`` (``ckpt_path``
     None: a plain ``lenet serve``; ``src``: another checkout's src/ first on the path); stopped after."""
-    port = free_port()
+    with socket.socket() as probe:  # a free port
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
     checkpoint = ["--ckpt_path", ckpt_path] if ckpt_path is not None else []
     if name == "fastapi":
         command = [sys.executable, __file__, "baseline-server", *checkpoint, "--port", str(port)]
@@ -137,20 +132,21 @@ def server(name: str, ckpt_path: str | None, *extra: str, src: Path | None = Non
             process.wait()
 
 
-def resident_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, summed (MB), from /proc."""
+def usage(pid: int) -> tuple[float, float]:
+    """Resident memory (MB) and CPU seconds (user and system) of ``pid`` and its descendants, summed, from /proc."""
     parents = {}
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):
             parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    tree, total_kb = {pid}, 0
+    tree, total_kb, ticks = {pid}, 0, 0
     while grown := {child for child, parent in parents.items() if parent in tree} - tree:
         tree |= grown
     for member in tree:
         with contextlib.suppress(OSError):
             status = Path(f"/proc/{member}/status").read_text()
             total_kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return total_kb / 1024
+            ticks += sum(map(int, Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()[11:13]))
+    return total_kb / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
 def http_request(body: bytes, content_type: str | None, declared: int | None = None) -> bytes:
@@ -204,12 +200,11 @@ async def response_status(reader: asyncio.StreamReader) -> tuple[int, bool]:
             return status, keep_alive
 
 
-def run_load(port: int, options: argparse.Namespace, good: list[bytes], bad: list[tuple[str, bytes]], seconds: float,
-             warmup: float) -> list[tuple[str, int, float]]:  # fmt: skip
-    """(kind, status (0: no answer), seconds) of every request answered after ``warmup`` s, for ``seconds`` s."""
+def run_load(port: int, options: argparse.Namespace, good: list[bytes], bad: list[tuple[str, bytes]],
+             seconds: float) -> list[tuple[str, int, float]]:  # fmt: skip
+    """(kind, status (0: no answer), seconds) of every request sent in ``seconds`` s."""
     results: list[tuple[str, int, float]] = []
-    start = time.perf_counter()
-    record_after, until = start + warmup, start + warmup + seconds
+    until = time.perf_counter() + seconds
 
     async def client(number: int) -> None:
         reader = writer = None
@@ -227,8 +222,7 @@ def run_load(port: int, options: argparse.Namespace, good: list[bytes], bad: lis
                 keep_alive = keep_alive and kind != "over-size-limit"  # its body was never sent
             except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
                 status, keep_alive = 0, False
-            if began >= record_after:
-                results.append((kind, status, time.perf_counter() - began))
+            results.append((kind, status, time.perf_counter() - began))
             if not keep_alive and writer is not None:
                 writer.close()
                 reader = writer = None
@@ -259,32 +253,34 @@ def summary(results: list[tuple[str, int, float]], seconds: float) -> dict[str, 
 def load(options: argparse.Namespace) -> None:
     record = header("cpu", options.rounds, ("litserve", "fastapi"))
     good, bad = requests()
-    runs = {"fastapi": (), "litserve": ("--max_batch_size", "1"), "litserve-batch": (), "litserve-mixed": (),
+    runs = {"fastapi": (), "litserve": (), "litserve-batch": ("--max_batch_size", "16"), "litserve-mixed": (),
             "reader": ()}  # fmt: skip
-    if options.before:
-        runs["before"] = ()
+    runs |= {"before": ()} if options.before else {}
     results: dict[str, Any] = {"runs": []}
-    print("| run | good req/s | p50 ms | p95 ms | p99 ms | errors | bad | bad 4xx | bad 5xx | start s |")
+    print("| run | good req/s | p50 ms | p95 ms | p99 ms | errors | bad | bad 4xx | bad 5xx | CPU ms/req | start s |")
     for _ in range(options.rounds):
         for name, extra in runs.items():
             ckpt_path = None if name == "reader" else options.ckpt_path
             src = options.before if name == "before" else None
-            with server(name, ckpt_path, *extra, src=src) as (port, started, _pid):
+            with server(name, ckpt_path, *extra, src=src) as (port, started, pid):
                 mixed = bad if name == "litserve-mixed" else []
-                numbers = summary(
-                    run_load(port, options, good, mixed, options.seconds, options.warmup), options.seconds
-                )
+                run_load(port, options, good, mixed, options.warmup)
+                cpu = usage(pid)[1]  # every process of the server, up and warm
+                answered = run_load(port, options, good, mixed, options.seconds)  # on new connections
+                cpu = usage(pid)[1] - cpu
+            numbers = summary(answered, options.seconds)  # and CPU of all its processes over requests answered:
+            numbers["cpu_ms_per_request"] = round(1000 * cpu / max(1, sum(status > 0 for _, status, _ in answered)), 3)
             results["runs"].append({"name": name, **numbers, "start_s": round(started, 2)})
             print(f"| {name} | {' | '.join(str(value) for value in numbers.values())} | {started:.1f} |", flush=True)
     if options.soak > 0:
         with server("litserve", options.ckpt_path) as (port, _started, pid):
             # Warm-up: each API process touches the code pages it inherited (torch's, Pillow's) on its first
             # requests, +~60 MB of RSS apiece; the connections of a run land on any of them.
-            run_load(port, options, good, [], 15.0, 0.0)
-            samples, loads = [resident_mb(pid)], []
+            run_load(port, options, good, [], 15.0)
+            samples, loads = [usage(pid)[0]], []
             for _ in range(max(1, round(options.soak / 10))):  # a sample every 10 s shows growth or a plateau
-                loads += run_load(port, options, good, [], 10.0, 0.0)
-                samples.append(resident_mb(pid))
+                loads += run_load(port, options, good, [], 10.0)
+                samples.append(usage(pid)[0])
         results["soak"] = {
             "rss_mb_every_10_s": [round(mb, 1) for mb in samples],
             **summary(loads, 10.0 * (len(samples) - 1)),
@@ -323,8 +319,7 @@ def startup(options: argparse.Namespace) -> None:
     for name, times in samples.items():
         over = statistics.median(t - floor for t, floor in zip(times, samples["floor"], strict=True))
         results[name] = {"wall_s_median": round(statistics.median(times), 2), "over_floor_s_median": round(over, 2)}
-    for name, numbers in results.items():
-        print(f"{name}: {numbers['wall_s_median']:.2f} s, {numbers['over_floor_s_median']:+.2f} s over the floor")
+        print(f"{name}: {statistics.median(times):.2f} s, {over:+.2f} s over the floor")
     write_results("serving-startup", record, results, options.out)
 
 
@@ -351,9 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     if options.mode == "baseline-server":
         import uvicorn
 
-        uvicorn.run(
-            baseline_app(options.ckpt_path), host=HOST, port=options.port, log_level="warning", access_log=False
-        )
+        app = baseline_app(options.ckpt_path)
+        uvicorn.run(app, host=HOST, port=options.port, log_level="warning", access_log=False)
     else:
         {"load": load, "startup": startup}[options.mode](options)
 

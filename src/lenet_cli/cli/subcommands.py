@@ -197,7 +197,8 @@ class LenetTrainer(Trainer):
             ckpt_path: {ckpt_path}
             host: Address to listen on: ``127.0.0.1`` (this machine only), ``0.0.0.0`` or ``::`` (all).
             port: TCP port to listen on.
-            max_batch_size: Most requests LitServe batches into one classifier call (1: no batching).
+            max_batch_size: 1 (default): each API process classifies its own requests; more: LitServe
+                batches up to this many requests into one call of its inference worker.
             batch_timeout: Seconds LitServe waits to fill a batch (what a lone request waits more).
             max_request_bytes: Largest request body accepted; larger ones get a 413.
         """

@@ -13,14 +13,16 @@ Photos need more first (docs/photos.md). In order:
    at most ``WORK_SIZE`` pixels on its longer side;
 2. light strokes on a dark ground (MNIST itself) told from dark ink on paper, by the picture's border,
    and turned into the latter;
-3. the lighting flattened: the paper's brightness estimated at every pixel by a morphological closing
-   (the brightest value in a window wider than any stroke, then the darkest of those: strokes vanish, a
-   gradient, a vignette or a shadow's edge stays), and divided out, leaving each pixel's darkness
-   relative to the paper around it;
-4. ink: an Otsu threshold on that darkness, computed from the pixels darker than the paper's noise, so
-   that it separates the ink from faint ruled lines, not the paper from everything else;
-5. the digit: among the ink's connected components, the largest and those close to it (a 4, 5 or 7
-   written in two strokes stays whole), without specks, lines or blobs that touch the picture's edge;
+3. the lighting flattened (``images.ink``): the paper's brightness estimated at every pixel by a
+   morphological closing (the brightest value in a window wider than any stroke, then the darkest of
+   those: strokes vanish, a gradient, a vignette or a shadow's edge stays), and divided out, leaving
+   each pixel's darkness relative to the paper around it. The window is sized from the strokes' measured
+   width (distance transform) where they are wide: a small digit enlarged, a tight crop of a thick pen;
+4. ink: an Otsu threshold on that darkness, computed from the pixels darker than the paper's noise
+   (measured on the lightest quarter of the picture, which is paper however much ink there is), so that
+   it separates the ink from faint ruled lines, not the paper from everything else;
+5. the digits: the ink's connected components grouped into digits (``images.segment``), then each digit's
+   fainter strokes joined to it (hysteresis: a faint digit beside dark ones, a blurred small one);
 6. MNIST's own steps on those strokes, kept anti-aliased (grey levels, not a mask).
 
 OpenCV (headless) does the image operations: from the decoded picture to the 28×28 digit takes ~2.3 ms
@@ -35,32 +37,30 @@ import cv2
 import numpy as np
 
 from lenet_cli.images.decode import WORK_SIZE, BadImage
-from lenet_cli.images.segment import SOLID, STRIP, TIGHT, Group, segment
+from lenet_cli.images.ink import (
+    HYSTERESIS,
+    MIN_INK,
+    first_window,
+    flatten,
+    grown,
+    ink_threshold,
+    quantiles,
+    stroke_window,
+)
+from lenet_cli.images.segment import PHOTO_SIZE, SOLID, STRIP, TIGHT, Group, segment
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (rows and columns)
 
-# The closing's window, as a fraction of the working image's shorter side: wider than the strokes of a
-# digit that fills the picture, narrower than the lighting changes. At least BACKGROUND_MIN_WINDOW px:
-# on an MNIST-sized image it spans the whole digit and the paper comes out flat, unchanged.
-BACKGROUND_WINDOW = 0.25
-BACKGROUND_MIN_WINDOW = 15
 POLARITY_SIZE = 128  # pixels on the longer side at which light-on-dark is told from dark-on-light
 EVEN_BORDER = 0.15  # a border whose middle half spans less than this fraction of the range is even
 DARK_GROUND = 0.25  # ... and it is a dark ground when its median lies in this lowest part of the range
-NOISE_SIGMAS = 5.0  # darkness more than this many standard deviations of the paper's noise may be ink
-MIN_FLOOR = 0.04  # ... and at least this much darker than the paper around it (4 %: JPEG noise, grain)
-MIN_CONTRAST = 0.15  # ink is at least 15 % darker than its paper: below that the picture is blank
-MIN_INK = 0.3  # a digit's strokes are mostly 30 % darker than the paper: faint lines and grain are not
 BORDER_INK = 0.01  # more than this share of the border's pixels as dark as ink: the strokes reach the border
-PHOTO_SIZE = 256  # working pixels on the longer side from which _writing_inside is asked
 INSIDE_MARGIN = 0.04  # (of the shorter side) ... and this far from every side
 INSIDE = 0.25  # ink off the border this tall (of the picture's height) is writing: no margin is added
-MAX_WINDOW = 0.5  # the stroke-sized lighting window at most this fraction of the picture's shorter side
 PAPER_QUANTILE = 90  # the paper's level: this percentile of the picture (ink rarely covers a tenth of it)
 MARGIN = 0.15  # the margin added, as a fraction of the picture's longer side
-STROKE_WINDOW = 3  # the lighting window at least this many stroke widths, where strokes reach the border
 EDGE = 2  # pixels around the ink's mask that still belong to its strokes (anti-aliasing, blur)
 CROP_LEVEL = 0.2  # grey level (of 1) above which a pixel counts for the digit's bounding box
 
@@ -110,6 +110,10 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
     if _ink_at_border(1 - flattened) and not _writing_inside(1 - flattened):  # a tight crop, a digit cut by the frame
         padded, margin, window = _padded(gray, 1 - flattened)
         flattened = flatten(padded, window)
+    else:
+        window = stroke_window(gray, 1 - flattened)
+        if window > first_window(gray.shape):  # strokes wider than a quarter of the picture (a small digit enlarged)
+            flattened = flatten(gray, window)
     darkness = 1 - flattened  # 0 paper, 1 black ink
     threshold, floor = ink_threshold(darkness)
     if threshold is None:
@@ -119,13 +123,15 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
     labels, groups = segment(ink, inside)
     if not groups:
         raise BadImage(f"{name}: no digit in it (only specks, lines or shapes at the edges)")
+    labels = grown(darkness, labels, groups, max(floor, HYSTERESIS * threshold))
+    ink = labels > 0  # with the fainter strokes
     fields: list[np.ndarray] = []
     boxes: list[tuple[int, int, int, int]] = []
     slots: list[list[tuple[int, ...]]] = []
     seams: list[tuple[int, ...]] = []  # the readings that cut where two components meet
     kept: list[int] = []
 
-    def add(group: Group, level: float, columns: tuple[int | None, int | None]) -> int:
+    def add(group: Group, level: float, columns: tuple[int | None, int | None] = (None, None)) -> int:
         digit_field, box = _field(darkness, labels, group, floor, level, columns)
         fields.append(digit_field)
         boxes.append(_in_picture(box, margin, to_picture, original))
@@ -136,11 +142,13 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         if level < MIN_INK:
             continue  # faint: a line of the paper, its grain
         kept += group.ids
-        readings: list[tuple[int, ...]] = [(add(group, level, (None, None)),)]
-        for cut in group.seams + group.cuts:
+        readings: list[tuple[int, ...]] = [(add(group, level),)]
+        for left in group.seams:  # two neighbours joined: apart along their strokes
+            right = [i for i in group.ids if i not in left]
+            readings.append((add(Group(left, group.box, 0), level), add(Group(right, group.box, 0), level)))
+            seams.append(readings[-1])
+        for cut in group.cuts:
             readings.append((add(group, level, (None, cut)), add(group, level, (cut, None))))
-            if cut in group.seams:
-                seams.append(readings[-1])
         slots.append(readings)
     if not slots:
         raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
@@ -206,29 +214,16 @@ def _padded(gray: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, int, in
     The paper's colour is a bright quantile, not the mean or the border's: on a tight crop most of the
     border may be ink. Tesseract's guide gives the same advice: a margin of background around the text.
     """
-    paper = float(np.percentile(gray, PAPER_QUANTILE))
+    (paper,) = quantiles(gray, (PAPER_QUANTILE,))
     margin = max(4, round(MARGIN * max(gray.shape)))
     padded = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=paper)
-    window = min(round(STROKE_WINDOW * stroke_width(darkness > MIN_INK)), round(MAX_WINDOW * min(gray.shape)))
-    return padded, margin, window
-
-
-def stroke_width(ink: np.ndarray) -> float:
-    """The strokes' width in pixels: twice the median distance to the paper along their middles (the
-    distance transform's ridge). The median of the ridge, not the mean of all ink: a shadow or the table
-    in the picture is a wide blob with a short ridge, a digit's strokes a long thin one. A thick stroke
-    that the first, narrower window hollowed out still measures wider than that window."""
-    if not ink.any():
-        return 0.0
-    distance = cv2.distanceTransform(np.pad(ink, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    ridge = ink & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
-    return 2 * float(np.median(distance[ridge])) if ridge.any() else 0.0
+    return padded, margin, stroke_window(gray, darkness)
 
 
 def _level(darkness: np.ndarray, labels: np.ndarray, group: Group) -> float:
     top, left, bottom, right = group.box
     inside = np.isin(labels[top:bottom, left:right], group.ids)
-    return float(np.percentile(darkness[top:bottom, left:right][inside], 90))
+    return quantiles(darkness[top:bottom, left:right][inside], (90,))[0]
 
 
 def _field(
@@ -279,7 +274,7 @@ def light_on_dark(gray: np.ndarray) -> bool:
     )
     low, high = float(small.min()), float(small.max())
     border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
-    first, median, third = (float(value) for value in np.percentile(border, [25, 50, 75]))
+    first, median, third = quantiles(border, (25, 50, 75))
     return third - first <= EVEN_BORDER * (high - low) and median <= low + DARK_GROUND * (high - low)
 
 
@@ -287,56 +282,6 @@ def _fit(shape: tuple[int, ...], longer: int) -> tuple[int, int]:
     """OpenCV's (width, height) of an image of ``shape`` scaled to ``longer`` pixels on its longer side."""
     scale = longer / max(shape[:2])
     return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
-
-
-def flatten(gray: np.ndarray, strokes: int | None = None) -> np.ndarray:
-    """Brightness relative to the paper around each pixel (1 = paper), float32 (H, W), paper light.
-
-    ``strokes``: a window wider than the strokes (``STROKE_WINDOW`` × their width), when measured: on a
-    tight crop of a thick pen a quarter of the picture is narrower than a stroke, which the closing
-    would take for paper.
-    """
-    window = max(BACKGROUND_MIN_WINDOW, round(min(gray.shape) * BACKGROUND_WINDOW), strokes or 0) | 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (window, window))
-    # Closing keeps the edges of what is wider than the window (a shadow's edge stays sharp), unlike a
-    # blur, and ignores the strokes, unlike a median of a window the digit fills.
-    # On 8-bit levels of the brightest pixel (0 stays 0: the division below needs a true zero), where
-    # OpenCV's closing is 4× faster than on floats; half a level is below any ink's contrast.
-    scale = 255 / max(float(gray.max()), 1e-6)
-    paper = cv2.morphologyEx(np.rint(gray * scale).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
-    return np.clip(gray * scale / np.maximum(paper.astype(np.float32), 0.5), 0, 1)
-
-
-def ink_threshold(darkness: np.ndarray) -> tuple[float | None, float]:
-    """The darkness above which a pixel is ink (None: no ink), and the paper's noise floor.
-
-    Otsu's threshold over the pixels darker than the paper's noise: they are ink, its anti-aliased
-    edges, and faint ruled lines or squares, which Otsu then separates from the ink. Over all pixels it
-    would separate the paper from the rest instead, lines included.
-    """
-    sample = darkness[::4, ::4] if darkness.size > 64 * 64 else darkness  # medians sort: 16× fewer pixels
-    median = float(np.median(sample))
-    noise = 1.4826 * float(np.median(np.abs(sample - median)))  # the paper's standard deviation
-    floor = max(MIN_FLOOR, median + NOISE_SIGMAS * noise)
-    candidates = darkness[darkness > floor]
-    if candidates.size < 4 or float(candidates.max()) < MIN_CONTRAST:
-        return None, floor
-    threshold = max(otsu(candidates), floor, MIN_CONTRAST / 2)
-    return threshold, floor
-
-
-def otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1]: the split that maximises the between-class variance."""
-    counts = np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins).astype(np.float64)
-    levels = (np.arange(bins) + 0.5) / bins
-    weight = np.cumsum(counts)
-    total = weight[-1]
-    mass = np.cumsum(counts * levels)
-    below, above = weight[:-1], total - weight[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mass[-1] * below - mass[:-1] * total) ** 2 / (below * above)
-    between[~np.isfinite(between)] = -1
-    return float((np.argmax(between) + 1) / bins)
 
 
 def render(

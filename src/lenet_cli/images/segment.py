@@ -22,6 +22,7 @@ LINE_LENGTH = 0.5  # a component reaching the border and this long (of the pictu
 LINE_THICKNESS = 0.04  # ... and on average thinner than this fraction of the shorter side is a line
 BLOB_FILL = 0.35  # a component reaching the border that fills this much of its box ...
 BLOB_SIZE = 0.25  # ... and whose box covers this fraction of the picture is a shape, not strokes
+PHOTO_SIZE = 256  # working pixels on the longer side from which a picture may hold a table, a shadow, a page's edge
 SPAN = 0.9  # a component reaching the border and this long (of the picture's side) is an edge ...
 STRIP = 0.3  # spanning the picture one way and narrower than this the other: an edge, not a cropped digit
 TIGHT = 0.5  # a stroke at the border with this share of the ink: the digit itself, cropped tightly
@@ -47,7 +48,8 @@ class Group:
     box: tuple[int, int, int, int]
     area: int
     cuts: list[int] = field(default_factory=list)  # candidate cut columns, in picture coordinates
-    seams: list[int] = field(default_factory=list)  # columns where two components that were joined meet
+    # where two neighbours that were joined meet: the ids of the left one (the rest is the right one)
+    seams: list[list[int]] = field(default_factory=list)
 
     def mask(self, labels: np.ndarray) -> np.ndarray:
         """bool (H, W) of the picture: this digit's pixels."""
@@ -73,6 +75,8 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     blob = (
         touches & (area >= BLOB_FILL * box_width * box_height) & (box_width * box_height >= BLOB_SIZE * height * width)
     )
+    if max(height, width) < PHOTO_SIZE:  # no table or shadow in a small picture: a thick pen's digit, cropped tightly
+        blob[np.argmax(area)] = False
     speck = area < SPECK_FRACTION * area.max()
     keep = ~speck & ~line & ~blob
     if not keep.any():  # nothing else: the picture is the digit (a tight crop of a 1, of a thick 8)
@@ -104,21 +108,21 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     groups.sort(key=lambda group: group.box[1])
     groups = _overlapping(groups)
     for group in groups:
-        group.cuts = [cut for cut in _cuts(group, labels) if all(abs(cut - seam) > 1 for seam in group.seams)]
+        group.cuts = _cuts(group, labels)
     return labels, groups
 
 
 def _overlapping(groups: list[Group]) -> list[Group]:
     """Neighbours whose boxes overlap a little (``_one_digit`` joined those that overlap much) are one
     digit with a gap in a stroke (an 8 whose loop is not closed) or two that lean into one another: joined,
-    with a candidate cut where they meet, for the classifier to choose."""
+    remembering which strokes were on the left (a slanted pair is cut apart along its strokes, not along
+    a column), for the classifier to choose."""
     joined: list[Group] = []
     for group in groups:
         if joined and group.box[1] < joined[-1].box[3]:
-            seam = (group.box[1] + joined[-1].box[3]) // 2
-            seams = joined[-1].seams
+            seams, left = joined[-1].seams, list(joined[-1].ids)
             joined[-1] = _merged(joined[-1], group)
-            joined[-1].seams = [*seams, seam]
+            joined[-1].seams = [*seams, left]
         else:
             joined.append(group)
     return joined

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from lenet_cli.errors import LenetError, escaped
 
-HOST, PORT, MAX_BATCH_SIZE, BATCH_TIMEOUT, MAX_REQUEST_BYTES = "127.0.0.1", 8000, 16, 0.002, 10 * 1024 * 1024
+HOST, PORT, MAX_BATCH_SIZE, BATCH_TIMEOUT, MAX_REQUEST_BYTES = "127.0.0.1", 8000, 1, 0.002, 10 * 1024 * 1024
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the addresses LitServe binds
 INSTALL = (
     "lenet serve needs LitServe, an optional extra: pip install 'lenet-cli[serve]' "

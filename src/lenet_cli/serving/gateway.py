@@ -1,12 +1,18 @@
-"""The HTTP side of ``POST /predict``: read and check the request, find each image's digit fields, hand them on.
+"""The HTTP side of ``POST /predict``: read and check the request, find each image's digit fields, answer.
 
 This ASGI middleware runs in LitServe's API-server processes, in front of LitServe's own ``/predict``
 route. Every bad request (too large, wrong type, not an image, malformed JSON ...) is answered here with
-a 4xx and ``{"detail": "<one line>"}``, so it never reaches the inference worker: there LitServe fails a
-whole batch when one request in it raises (LitServe issue #340), and any other exception is a 500.
-A good request goes on as a small JSON body of the images' uint8 28×28 digit fields with their boxes
-(the reading pipeline's ``propose``: NumPy and OpenCV, no torch), which LitServe's route parses and
-queues for the worker (``serving.worker.DigitAPI``), which classifies them and decides what was read.
+a 4xx and ``{"detail": "<one line>"}``. A good request's images are decoded and their digit fields found
+here (the reading pipeline's ``propose``: NumPy and OpenCV, no torch); then, by default, this process
+classifies them (ONNX Runtime, one thread) and decides what was read, and answers.
+
+LitServe's own route would cost each request about 1 ms of CPU more on the 2-core CPU (its queues go
+through a manager process: four round trips, and a thread hop in the API process; docs/serve.md), about as
+much as reading the digit itself, while LeNet gains little from batching (46 µs a field alone, 30 in a batch
+of 16 requests). With ``--max_batch_size`` > 1 a good request goes on to that route instead, as a small JSON
+body of the uint8 28×28 fields with their boxes, which LitServe queues for its inference worker
+(``serving.worker.DigitAPI``) in batches. No bad request reaches the worker: LitServe fails a whole batch
+when one request in it raises (LitServe issue #340), and any other exception there is a 500.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import base64
 import dataclasses
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,17 +29,22 @@ from PIL import Image
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lenet_cli.reading.model import OnnxClassifier
 from lenet_cli.reading.pipeline import Proposal
 from lenet_cli.serving.limits import Decoder
 from lenet_cli.serving.requests import RequestError, Upload, read_uploads
+from lenet_cli.serving.worker import answer
 
 
 class Gateway:
-    """ASGI middleware that turns ``POST /predict`` requests into model inputs, or refuses them.
+    """ASGI middleware that answers ``POST /predict`` requests (or turns them into model inputs), or refuses them.
 
     Args:
         app: The ASGI app behind it (LitServe's FastAPI app).
         max_request_bytes: Largest request body accepted; larger ones get a 413.
+        model: The ONNX file to classify with (``None``: the bundled model), when ``answer_here``.
+        answer_here: Classify and answer in this process; False: hand the fields on to LitServe's route
+            (its inference worker batches them).
         api_path: The route it serves.
     """
 
@@ -40,12 +52,16 @@ class Gateway:
         self,
         app: ASGIApp,
         max_request_bytes: int = 10 * 1024 * 1024,
+        model: Path | None = None,
+        answer_here: bool = False,
         api_path: str = "/predict",
     ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.api_path = api_path
         self._decoder = Decoder()  # small images at once, large ones queued (serving.limits)
+        # Built in each API process (Starlette builds its middleware on the first call, after the fork).
+        self._classifier = OnnxClassifier(model) if answer_here else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.api_path or scope["method"] != "POST":
@@ -62,10 +78,26 @@ class Gateway:
             return
         except _ClientGone:
             return
+        if self._classifier is not None:
+            await self._answer(proposals, uploads, return_input, send)
+            return
         forwarded = json.dumps(self._payload(proposals, uploads, return_input), default=int).encode()  # numpy ints
         headers = [(key, value) for key, value in scope["headers"] if key not in _BODY_HEADERS]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(forwarded)).encode())]
         await self.app(dict(scope, headers=headers), _replay(forwarded, receive), send)
+
+    async def _answer(self, proposals: list[Proposal], uploads: list[Upload], return_input: bool, send: Send) -> None:
+        assert self._classifier is not None
+        fields = np.concatenate([proposal.fields for proposal in proposals])  # uint8 (K, 28, 28), all images
+        logits = self._classifier(fields) if len(fields) else np.zeros((0, 10), np.float32)
+        seen = [png_base64(proposal.fields) for proposal in proposals] if return_input else None
+        names = [upload.name for upload in uploads]
+        reading = answer(names, proposals, logits, self._classifier.calibration, seen)
+        # As FastAPI writes a route's answer (compact UTF-8), without its encoder's walk over the values.
+        body = json.dumps(reading, ensure_ascii=False, separators=(",", ":"), default=_number).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_request_bytes
@@ -117,6 +149,13 @@ def png_base64(fields: np.ndarray) -> str | None:
     buffer = io.BytesIO()
     Image.fromarray(np.hstack(list(fields)), mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _number(value: Any) -> Any:
+    """A NumPy scalar as JSON's number (``json.dumps``'s ``default``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class _ClientGone(Exception):

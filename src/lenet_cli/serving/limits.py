@@ -13,6 +13,8 @@ A request body is bounded by ``--max_request_bytes``; these bound what the body'
 
 So a flood of large images waits in its own lane and yields the CPU, and digits and photos keep their
 latency (measured: docs/hostile-inputs.md).
+
+The same protocol class spreads keep-alive connections over the API processes (:func:`spread_connections`).
 """
 
 from __future__ import annotations
@@ -162,9 +164,26 @@ def _nice(value: int) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
 
 
+def spread_connections(processes: int) -> None:
+    """Before LitServe forks ``processes`` API processes that share one listening socket: have them keep
+    about as many keep-alive connections each.
+
+    libuv (uvloop, uvicorn's loop) accepts every pending connection at once, so the process that woke first
+    took all 16 connections of a load test, which then stayed with it (1 635 against 5 µs of CPU a request:
+    one core idle). ``UV_TCP_SINGLE_ACCEPT`` makes libuv accept one at a time, which helps only when the other
+    process is awake to take the next; so a process with more than one connection over the fewest answers
+    its next request with ``Connection: close``, and the client's reconnection lands anew (see
+    :class:`BoundedHeaders`).
+    """
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")  # read by libuv in the forked API processes
+    if hasattr(os, "fork"):
+        BoundedHeaders.connections_of_processes = multiprocessing.get_context("fork").Array("i", processes, lock=False)
+
+
 class BoundedHeaders(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 431 and closing when a request's header passes
-    :data:`MAX_HEADER_BYTES`. Pass it as ``uvicorn.Config(http=BoundedHeaders)``.
+    :data:`MAX_HEADER_BYTES`, and closing after its answer a keep-alive connection of an API process that has
+    more than its share (:func:`spread_connections`). Pass it as ``uvicorn.Config(http=BoundedHeaders)``.
 
     httptools buffers a header line whole before uvicorn sees it, so the bytes are counted as they arrive.
     tests/test_hostile.py fails if uvicorn renames the hooks this uses.
@@ -172,6 +191,30 @@ class BoundedHeaders(HttpToolsProtocol):
 
     _header_bytes = 0
     _reading_header = True
+    _leaving = False  # this connection closes after its current answer
+    _leaving_in_process = 0  # class-wide: such connections of this process
+    # Open connections of each API process (index: LitServe's LITSERVE_WORKER_ID), in memory shared by the
+    # processes forked after spread_connections(); None: not shared. Each process writes only its own.
+    connections_of_processes: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._count_connections()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._leaving:
+            BoundedHeaders._leaving_in_process -= 1
+        self._count_connections()
+
+    def _count_connections(self) -> int:
+        """Publish this process's connections (those not leaving) for the other API processes; 0: none shared."""
+        shared = self.connections_of_processes
+        if shared is None:
+            return 0
+        mine = len(self.connections) - BoundedHeaders._leaving_in_process
+        shared[int(os.environ.get("LITSERVE_WORKER_ID", "0")) % len(shared)] = mine
+        return mine
 
     def data_received(self, data: bytes) -> None:
         if self._reading_header:
@@ -187,6 +230,17 @@ class BoundedHeaders(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_header, self._header_bytes = False, 0
         super().on_headers_complete()
+        shared = self.connections_of_processes
+        if (
+            shared is not None
+            and not self._leaving
+            and self.cycle is not None
+            and self._count_connections() > min(shared) + 1
+        ):
+            self.cycle.keep_alive = False  # uvicorn adds "connection: close" to the answer, then closes
+            self._leaving = True
+            BoundedHeaders._leaving_in_process += 1
+            self._count_connections()
 
     def _refuse(self) -> None:
         body = b'{"detail": "request header of more than %d bytes; lenet serve accepts at most %d"}' % (

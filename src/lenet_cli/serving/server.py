@@ -2,7 +2,8 @@
 
 Processes (all die with the main one, see ``serving.processes``): the main process (this code, and
 LitServe's monitor), LitServe's manager, ``API_SERVERS`` forked uvicorn processes that run the gateway
-and the page, and one spawned inference worker running ``DigitAPI``.
+(which answers ``/predict`` itself by default) and the page, and one spawned inference worker running
+``DigitAPI`` (it classifies only with ``--max_batch_size`` > 1; otherwise it is what ``/health`` waits for).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from starlette.staticfiles import StaticFiles
 from lenet_cli.errors import LenetError
 from lenet_cli.serving import processes
 from lenet_cli.serving.gateway import Gateway
-from lenet_cli.serving.limits import uvicorn_options
+from lenet_cli.serving.limits import spread_connections, uvicorn_options
 from lenet_cli.serving.worker import DigitAPI
 
-# uvicorn processes running the gateway: decoding an image costs them more than the forward pass costs
-# the worker, so two keep the worker busy on a 2-core CPU (+15-80 % requests/s there, docs/serve.md).
+# uvicorn processes running the gateway, each reading its own requests to the answer (and, with
+# --max_batch_size > 1, handing the fields to the worker): one a core of the 2-core CPU.
 API_SERVERS = 2
 GRACEFUL_SECONDS = 3  # how long a stop waits for requests in flight (LitServe's default: 30)
 READY_TIMEOUT = 120  # seconds to wait for /health before saying the server did not come up
@@ -53,11 +54,15 @@ def serve(
     # The gateway processes (forked: they inherit it) find digits in one picture at a time per thread:
     # OpenCV's thread pool only adds contention there (see lenet_cli.reading.cli).
     cv2.setNumThreads(1)
+    spread_connections(API_SERVERS)
     server = ls.LitServer(
         DigitAPI(model, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
         workers_per_device=1,
-        middlewares=[(Gateway, {"max_request_bytes": max_request_bytes})],
+        # The gateway answers by itself unless asked to batch in the worker (serving.gateway says why).
+        middlewares=[
+            (Gateway, {"max_request_bytes": max_request_bytes, "model": model, "answer_here": max_batch_size == 1})
+        ],
         disable_openapi_url=True,  # its Swagger page loads scripts from a CDN; docs/serve.md documents the API
         # A restartable worker costs every request a "started" message through LitServe's queues (~15 % more
         # CPU a request, docs/serve.md); bad requests never reach the worker, so it only dies if killed.

@@ -1,5 +1,7 @@
 """LitServe's inference worker: the reader's classifier (ONNX Runtime) and ``decide`` over the digit fields
-that ``serving.gateway`` found, the same reading as ``lenet read`` and ``lenet predict``.
+that ``serving.gateway`` found, the same reading as ``lenet read`` and ``lenet predict``; and :func:`answer`,
+the JSON answer the gateway gives when it classifies by itself (``--max_batch_size 1``, the default: then
+LitServe's route, and this worker, see no request).
 
 The worker is a fresh (spawned) process. It imports NumPy, ONNX Runtime and LitServe only (no torch, no
 Lightning: it starts in ~0.5 s and runs from the reader-only install). Everything it receives was checked by
@@ -17,7 +19,7 @@ import litserve as ls
 import numpy as np
 
 from lenet_cli.reading.model import OnnxClassifier
-from lenet_cli.reading.pipeline import Proposal, decide
+from lenet_cli.reading.pipeline import Calibration, Proposal, decide
 from lenet_cli.reading.reader import as_json
 from lenet_cli.serving import processes
 
@@ -74,17 +76,30 @@ class DigitAPI(ls.LitAPI):
         return output
 
     def _answer(self, request: dict[str, Any], logits: np.ndarray) -> dict[str, Any]:
-        """One request's answer: a reading for one image, ``{"predictions": [...]}`` for several."""
-        predictions, start = [], 0
-        for index, name in enumerate(request["names"]):
-            count = request["counts"][index]
+        proposals, start = [], 0
+        for count, members in zip(request["counts"], request["proposals"], strict=True):
             fields = request["fields"][start : start + count]
-            members = {name: _tuples(value) for name, value in request["proposals"][index].items()}
-            proposal = Proposal(fields=fields, **members)
-            reading = decide(proposal, logits[start : start + count], self.classifier.calibration)
+            proposals.append(Proposal(fields=fields, **{name: _tuples(value) for name, value in members.items()}))
             start += count
-            prediction = {"name": name, **as_json(reading)}
-            if request["seen"] is not None:
-                prediction["input_png"] = request["seen"][index]
-            predictions.append(prediction)
-        return predictions[0] if len(predictions) == 1 else {"predictions": predictions}
+        return answer(request["names"], proposals, logits, self.classifier.calibration, request["seen"])
+
+
+def answer(
+    names: list[str],
+    proposals: list[Proposal],
+    logits: np.ndarray,
+    calibration: Calibration,
+    seen: list[str | None] | None,
+) -> dict[str, Any]:
+    """One request's answer: a reading for one image, ``{"predictions": [...]}`` for several. ``logits``: of
+    every proposal's fields in order; ``seen``: each image's fields as a base64 PNG, when asked for."""
+    predictions, start = [], 0
+    for index, (name, proposal) in enumerate(zip(names, proposals, strict=True)):
+        count = len(proposal.fields)
+        reading = decide(proposal, logits[start : start + count], calibration)
+        start += count
+        prediction = {"name": name, **as_json(reading)}
+        if seen is not None:
+            prediction["input_png"] = seen[index]
+        predictions.append(prediction)
+    return predictions[0] if len(predictions) == 1 else {"predictions": predictions}

@@ -1,0 +1,72 @@
+"""The steps from a picture's darkness to its digits' strokes (``images.ink``) and how the digits are cut
+apart (``images.segment``), on pictures drawn here: no model, no MNIST."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from lenet_cli.images import ink
+from lenet_cli.images.segment import segment
+
+
+def stroke(canvas: np.ndarray, points: list[tuple[int, int]], darkness: float, width: int = 3) -> None:
+    cv2.polylines(canvas, [np.array(points, np.int32)], False, darkness, width)
+
+
+def test_the_noise_floor_is_the_papers_even_when_most_of_the_picture_is_ink() -> None:
+    # An enlarged, blurred small digit: two thirds of the pixels are ink. The median and its spread are
+    # the ink's; the lightest quarter is still paper.
+    rng = np.random.default_rng(0)
+    darkness = np.abs(rng.normal(0, 0.01, (60, 60))).astype(np.float32)
+    darkness[:, 20:] = 0.6 + rng.normal(0, 0.05, (60, 40))
+    threshold, floor = ink.ink_threshold(darkness)
+    assert floor < 0.1
+    assert threshold is not None and (darkness[:, 20:] > threshold).mean() > 0.3
+
+
+def test_a_digits_fainter_strokes_join_it_and_not_its_neighbours_or_a_ruled_line() -> None:
+    darkness = np.zeros((60, 120), np.float32)
+    stroke(darkness, [(20, 10), (20, 50)], 0.9)  # a dark stroke ...
+    stroke(darkness, [(20, 50), (35, 50)], 0.3)  # ... with a faint end (under the threshold, over half of it)
+    stroke(darkness, [(70, 10), (70, 50)], 0.9)  # a neighbour ...
+    stroke(darkness, [(35, 50), (70, 50)], 0.3)  # ... that the faint end also reaches: shared, not joined
+    stroke(darkness, [(90, 5), (90, 56)], 0.9)  # a third digit ...
+    stroke(darkness, [(0, 56), (119, 56)], 0.3)  # ... on a faint ruled line that runs across the picture
+    threshold = 0.5
+    labels, groups = segment(darkness > threshold)
+    assert len(groups) == 3
+    grown = ink.grown(darkness, labels, groups, 0.2)
+    first, second, third = groups  # left to right
+    # The first and second share their faint strokes: neither gets them.
+    assert not np.isin(grown[48:52, 22:68], first.ids + second.ids).any()
+    # The third gets the ruled line only within reach of its box, not across the picture.
+    line = grown[55:58, :]
+    assert np.isin(line[:, 80:100], third.ids).any()
+    assert not np.isin(line[:, :40], third.ids).any()
+
+
+def test_a_thick_digit_cropped_tightly_keeps_its_body_beside_its_bar() -> None:
+    # A 5 written in two strokes with a felt pen and cut to its ink: the body touches three sides and
+    # fills its box like a solid shape; in a small picture it is the digit, not the table.
+    ink_mask = np.zeros((60, 44), np.float32)
+    stroke(ink_mask, [(24, 5), (40, 5)], 1.0, width=5)  # the bar, a stroke of its own
+    stroke(ink_mask, [(12, 4), (4, 28), (30, 26), (40, 42), (26, 59), (0, 56)], 1.0, width=12)
+    labels, groups = segment(ink_mask > 0.5)
+    kept = np.isin(labels, [i for group in groups for i in group.ids])
+    assert kept[50, 30] and kept[4, 30]  # body and bar
+
+
+def test_overlapping_neighbours_are_cut_apart_along_their_strokes() -> None:
+    # A 1 slanted into its neighbour's box: the cut is along the components, not a column.
+    darkness = np.zeros((60, 80), np.float32)
+    stroke(darkness, [(34, 8), (18, 52)], 1.0)  # the slanted 1
+    stroke(darkness, [(42, 12), (64, 12), (36, 52)], 1.0)  # a 7 whose box it overlaps
+    labels, groups = segment(darkness > 0.5)
+    assert len(groups) == 1 and len(groups[0].seams) == 1
+    group = groups[0]
+    left = group.seams[0]
+    right = [i for i in group.ids if i not in left]
+    one = np.isin(labels, left)
+    seven = np.isin(labels, right)
+    assert one[30, 26] and seven[12, 54]
