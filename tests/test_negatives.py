@@ -42,5 +42,7 @@ def test_the_bundled_model_spreads_its_confidence_over_them() -> None:
         confidence = (network.eval()(preprocess(torch.from_numpy(fields))) / calibration.temperature).softmax(1).amax(1)
     kinds = np.arange(len(fields)) % len(MAKERS)
     refused = (confidence < calibration.reject_below).numpy()
-    assert refused.mean() >= 0.9
+    # Measured: 96 % refused, 82 % of the scribbles (the kind refused least), the others 92–100 %; the
+    # model trained on the negatives before these (85 % of tests/writing.py's refused) refuses 90 %.
+    assert refused.mean() >= 0.93
     assert min(refused[kinds == kind].mean() for kind in range(len(MAKERS))) >= 0.7
