@@ -70,3 +70,15 @@ def test_overlapping_neighbours_are_cut_apart_along_their_strokes() -> None:
     one = np.isin(labels, left)
     seven = np.isin(labels, right)
     assert one[30, 26] and seven[12, 54]
+
+
+def test_a_bar_over_a_digit_joins_it_and_a_minus_beside_one_does_not() -> None:
+    darkness = np.zeros((70, 120), np.float32)
+    stroke(darkness, [(30, 20), (56, 20)], 1.0, width=5)  # a 5's bar, a stroke of its own, partly over the body
+    stroke(darkness, [(12, 20), (10, 36), (30, 36), (34, 52), (10, 60)], 1.0, width=5)  # the body
+    stroke(darkness, [(70, 45), (82, 45)], 1.0, width=5)  # a minus sign beside it
+    stroke(darkness, [(100, 12), (100, 60)], 1.0, width=5)  # a 1
+    labels, groups = segment(darkness > 0.5)
+    assert len(groups) == 2  # the 5 with its bar, the 1; the minus is no digit
+    five = np.isin(labels, groups[0].ids)
+    assert five[20, 50] and five[50, 30] and not five[45, 76]

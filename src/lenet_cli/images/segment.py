@@ -33,6 +33,7 @@ SIDE_SLACK = 0.1  # rows where side-by-side strokes may touch or cross (a slante
 STACKED = 0.2  # strokes whose row ranges overlap by less than this fraction of the shorter one ...
 STACKED_GAP = 0.3  # ... and whose columns are apart by less than this fraction of the taller are one digit
 PIECE = 0.15  # a short group with less ink than this fraction of the largest joins its nearest neighbour ...
+BAR_OVER = 0.3  # a short stroke over this much of a digit's columns (within PIECE_REACH) is part of it
 PIECE_REACH = 0.3  # ... when it is this close (× the largest's height); else it is dropped
 MIN_HEIGHT = 0.45  # a digit is at least this fraction of the tallest digit's height
 WIDE = 0.9  # a digit wider than this × its height may be two touching digits
@@ -192,7 +193,8 @@ def _columns(groups: list[Group], labels: np.ndarray) -> list[Group]:
 
 
 def _join_pieces(groups: list[Group]) -> list[Group]:
-    """Small groups (a broken stroke's end, a dot) join their nearest neighbour if close, else go."""
+    """Small groups (a broken stroke's end, a dot) join their nearest neighbour if close, else go; short
+    ones with more ink join a digit they lie over or under (a 5's bar), else are left to the height rule."""
     largest = max(groups, key=lambda group: group.area)
     tallest = max(group.box[2] - group.box[0] for group in groups)
     reach = PIECE_REACH * (largest.box[2] - largest.box[0])
@@ -200,12 +202,27 @@ def _join_pieces(groups: list[Group]) -> list[Group]:
     def is_piece(group: Group) -> bool:  # a 1 has little ink, but is as tall as the others
         return group.area < PIECE * largest.area and group.box[2] - group.box[0] < MIN_HEIGHT * tallest
 
-    big = [group for group in groups if not is_piece(group)]
+    def is_bar(group: Group) -> bool:  # short but with more ink: a 5's or 7's bar, a 4's arm
+        return not is_piece(group) and group.box[2] - group.box[0] < MIN_HEIGHT * tallest
+
+    big = [group for group in groups if not is_piece(group) and not is_bar(group)]  # the tallest, at least
     for piece in filter(is_piece, groups):
         gaps = [_gap(piece.box, other.box) for other in big]
         nearest = int(np.argmin(gaps))
         if gaps[nearest] <= reach:
             big[nearest] = _merged(big[nearest], piece)
+    for bar in filter(is_bar, groups):  # over or under a digit (not beside it, as a minus sign is): part of it
+        width = bar.box[3] - bar.box[1]
+        over = [min(bar.box[3], other.box[3]) - max(bar.box[1], other.box[1]) for other in big]
+        gaps = [
+            _gap(bar.box, other.box) if shared >= BAR_OVER * width else reach + 1
+            for other, shared in zip(big, over, strict=True)
+        ]
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] <= reach:
+            big[nearest] = _merged(big[nearest], bar)
+        else:
+            big.append(bar)  # left to the height rule
     return big
 
 
