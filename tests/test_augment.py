@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from lenet_cli.checkpoints import load
 from lenet_cli.cli.main import main as run_cli
 from lenet_cli.data import idx
-from lenet_cli.data.augment import Augmentation, _affine_grid, _dilate, epoch_generator
+from lenet_cli.data.augment import (
+    Augmentation,
+    _affine_grid,
+    _dilate,
+    _low_resolution_all,
+    _low_resolution_chosen,
+    epoch_generator,
+)
 from lenet_cli.data.mnist import MEAN, STD, MNISTDataModule, TensorBatches, to_model_input
 from tests.helpers import CONFIGS, CPU, GraphRecord, callback_option, last_logged
 
@@ -100,6 +107,17 @@ def test_low_resolution_blurs_detail_but_keeps_the_digit(digits: torch.Tensor) -
     changed = (half - digits).abs().amax(dim=(1, 2, 3)) > 1e-4
     assert 16 < int(changed.sum()) < 48
     torch.testing.assert_close(half[~changed], digits[~changed])
+
+
+def test_low_resolution_is_the_same_on_either_path(digits: torch.Tensor) -> None:
+    # The GPU's path (every size for the whole batch, no host sync) gives what the CPU's (by index) does.
+    rng = torch.Generator().manual_seed(3)
+    every = [8, 10, 11, 13, 14, 15, 17, 18, 20]  # the field sides of 6–14 px digit boxes
+    chosen, nearest = torch.rand(64, generator=rng) < 0.5, torch.rand(64, generator=rng) < 0.5
+    sides = torch.tensor(every, dtype=torch.float32)[torch.randint(0, len(every), (64,), generator=rng)]
+    by_index = _low_resolution_chosen(digits, chosen, sides, nearest)
+    assert torch.equal(by_index, _low_resolution_all(digits, chosen, sides, nearest, set(every)))
+    assert torch.equal(by_index[~chosen], digits[~chosen]) and not torch.equal(by_index[chosen], digits[chosen])
 
 
 def test_rotation_turns_by_the_angle_drawn() -> None:
