@@ -214,12 +214,12 @@ def _join_pieces(groups: list[Group]) -> list[Group]:
     for bar in filter(is_bar, groups):  # over or under a digit (not beside it, as a minus sign is): part of it
         width = bar.box[3] - bar.box[1]
         over = [min(bar.box[3], other.box[3]) - max(bar.box[1], other.box[1]) for other in big]
-        gaps = [
+        bar_gaps: list[float] = [
             _gap(bar.box, other.box) if shared >= BAR_OVER * width else reach + 1
             for other, shared in zip(big, over, strict=True)
         ]
-        nearest = int(np.argmin(gaps))
-        if gaps[nearest] <= reach:
+        nearest = int(np.argmin(bar_gaps))
+        if bar_gaps[nearest] <= reach:
             big[nearest] = _merged(big[nearest], bar)
         else:
             big.append(bar)  # left to the height rule
