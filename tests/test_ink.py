@@ -26,24 +26,22 @@ def test_the_noise_floor_is_the_papers_even_when_most_of_the_picture_is_ink() ->
 
 
 def test_a_digits_fainter_strokes_join_it_and_not_its_neighbours_or_a_ruled_line() -> None:
-    darkness = np.zeros((60, 120), np.float32)
-    stroke(darkness, [(20, 10), (20, 50)], 0.9)  # a dark stroke ...
-    stroke(darkness, [(20, 50), (35, 50)], 0.3)  # ... with a faint end (under the threshold, over half of it)
-    stroke(darkness, [(70, 10), (70, 50)], 0.9)  # a neighbour ...
-    stroke(darkness, [(35, 50), (70, 50)], 0.3)  # ... that the faint end also reaches: shared, not joined
-    stroke(darkness, [(90, 5), (90, 56)], 0.9)  # a third digit ...
-    stroke(darkness, [(0, 56), (119, 56)], 0.3)  # ... on a faint ruled line that runs across the picture
-    threshold = 0.5
-    labels, groups = segment(darkness > threshold)
-    assert len(groups) == 3
+    darkness = np.zeros((70, 160), np.float32)
+    stroke(darkness, [(15, 8), (15, 40)], 0.9)  # a dark stroke ...
+    stroke(darkness, [(15, 40), (15, 47)], 0.3)  # ... with a faint end (under the threshold, over half of it)
+    stroke(darkness, [(50, 8), (50, 50)], 0.9)  # two neighbours ...
+    stroke(darkness, [(85, 8), (85, 50)], 0.9)
+    stroke(darkness, [(50, 50), (85, 50)], 0.3)  # ... that one faint stroke joins: shared, given to neither
+    stroke(darkness, [(130, 5), (130, 62)], 0.9)  # a fourth digit ...
+    stroke(darkness, [(0, 60), (159, 60)], 0.3)  # ... crossing a faint ruled line that runs across the picture
+    labels, groups = segment(darkness > 0.5)
+    assert len(groups) == 4
     grown = ink.grown(darkness, labels, groups, 0.2)
-    first, second, third = groups  # left to right
-    # The first and second share their faint strokes: neither gets them.
-    assert not np.isin(grown[48:52, 22:68], first.ids + second.ids).any()
-    # The third gets the ruled line only within reach of its box, not across the picture.
-    line = grown[55:58, :]
-    assert np.isin(line[:, 80:100], third.ids).any()
-    assert not np.isin(line[:, :40], third.ids).any()
+    first, second, third, fourth = groups  # left to right
+    assert np.isin(grown[42:45, 14:17], first.ids).all()  # as far as GROW_REACH of its height
+    assert not np.isin(grown[49:52, 55:80], second.ids + third.ids).any()
+    assert not np.isin(grown[59:62, 100:128], fourth.ids).any()
+    assert first.box[2] >= 45  # its box holds what it gained
 
 
 def test_a_thick_digit_cropped_tightly_keeps_its_body_beside_its_bar() -> None:
@@ -82,3 +80,16 @@ def test_a_bar_over_a_digit_joins_it_and_a_minus_beside_one_does_not() -> None:
     assert len(groups) == 2  # the 5 with its bar, the 1; the minus is no digit
     five = np.isin(labels, groups[0].ids)
     assert five[20, 50] and five[50, 30] and not five[45, 76]
+
+
+def test_a_small_digit_inside_a_vignettes_dark_corners_is_the_writing() -> None:
+    # A photo's vignette left dark corners (each touching two sides, taller than the digit); the digit in
+    # the middle is shorter than half of them, and still the writing: the corners go.
+    ink_mask = np.zeros((400, 300), np.uint8)
+    for centre in ((0, 0), (299, 0), (0, 399), (299, 399)):  # dark bands along the corners, not solid
+        cv2.ellipse(ink_mask, centre, (110, 150), 0, 0, 360, 1, 40)
+    cv2.polylines(ink_mask, [np.array([(130, 180), (170, 180), (150, 240)], np.int32)], False, 1, 6)  # a 7
+    labels, groups = segment(ink_mask > 0)
+    assert len(groups) == 1
+    top, left, bottom, right = groups[0].box
+    assert 170 <= top and bottom <= 250 and 120 <= left and right <= 180

@@ -21,6 +21,7 @@ MIN_INK = 0.3  # a digit's strokes are mostly 30 % darker than the paper: faint 
 MAX_WINDOW = 0.5  # the stroke-sized lighting window at most this fraction of the picture's shorter side
 STROKE_WINDOW = 3  # the lighting window at least this many stroke widths
 HYSTERESIS = 0.5  # a digit's fainter strokes: darker than this fraction of the ink threshold, joined to its ink
+WEAK_REACH = 0.3  # ... from a faint component lying within this fraction of the digit's height around its box
 GROW_REACH = 0.15  # ... and within this fraction of its height around its box (not along a ruled line)
 
 
@@ -114,7 +115,7 @@ def grown(darkness: np.ndarray, labels: np.ndarray, groups: list[Group], low: fl
     one digit's ink and to no other's, each given the label of the nearest of that digit's components
     (group boxes widened to hold them). One threshold for the whole picture keeps only the darkest
     pieces of a faint digit beside dark ones, or of a blurred, enlarged small digit's strokes."""
-    count, weak = cv2.connectedComponents((darkness > low).astype(np.uint8), connectivity=8)
+    count, weak, stats, _ = cv2.connectedComponentsWithStats((darkness > low).astype(np.uint8), connectivity=8)
     owner = np.full(int(labels.max()) + 1, -1, np.int64)  # label → its group's index (-1: dropped, paper)
     for index, group in enumerate(groups):
         owner[group.ids] = index
@@ -126,6 +127,14 @@ def grown(darkness: np.ndarray, labels: np.ndarray, groups: list[Group], low: fl
     ids, touched = np.unique(groups_met, return_counts=True)
     to = np.full(count, -1, np.int64)  # weak component → the one group it joins
     to[ids[touched == 1]] = owner[met[np.searchsorted(weak_ids, ids[touched == 1])]]
+    # ... and lies within reach of its box: a ruled line, a grid or a shadow's edge runs past the digit
+    boxes = np.array([group.box for group in groups], np.int64).reshape(-1, 4)  # top, left, bottom, right
+    joins = np.flatnonzero(to >= 0)
+    top, left, bottom, right = (boxes[to[joins], i] for i in range(4))
+    reach = WEAK_REACH * (bottom - top)
+    x, y, width, height = (stats[joins, i] for i in range(4))
+    inside = (x >= left - reach) & (y >= top - reach) & (x + width <= right + reach) & (y + height <= bottom + reach)
+    to[joins[~inside]] = -1
     target = to[weak]
     grow = (target >= 0) & ~on
     if not grow.any():

@@ -89,14 +89,15 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     box_height = np.asarray(box_height)
     solid = area >= SOLID * box_width * box_height
     spans = (box_width >= SPAN * width) | (box_height >= SPAN * height)  # a page's or the table's edge, a vignette
-    reference = keep & touches & ~solid & ~spans
+    corner = ((x <= left) | (x + box_width >= right)) & ((y <= top) | (y + box_height >= bottom))  # a vignette's
+    # the height writing inside is measured against: what reaches the border but a vignette's dark corners
+    reference = keep & touches & ~solid & ~spans & ~corner
     tallest_at_border = int(box_height[reference].max()) if reference.any() else 0
     writing = keep & ~touches & (box_height >= MIN_HEIGHT * tallest_at_border)
     largest = int(np.argmax(np.where(keep, area, -1)))
     strip = spans & (np.minimum(box_width / width, box_height / height) < STRIP)  # the table's edge, a margin
     tight = touches[largest] and not (solid | strip)[largest] and area[largest] >= TIGHT * area[keep].sum()
     if writing.any() and not tight:  # digits at the border stay (a number cut tightly): only what is unlike them goes
-        corner = ((x <= left) | (x + box_width >= right)) & ((y <= top) | (y + box_height >= bottom))  # a vignette's
         keep &= ~touches | ~(solid | spans | corner | (box_height > TALLER * box_height[writing].max()))
     components = [
         Group([int(i) + 1], (int(y[i]), int(x[i]), int(y[i] + box_height[i]), int(x[i] + box_width[i])), int(area[i]))
