@@ -112,9 +112,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         flattened = flatten(padded, window)
     else:
         window = stroke_window(gray, 1 - flattened)
-        # strokes wider than a quarter of the picture (a small digit enlarged); a photo's wide dark parts are
-        # its vignette or a shadow, which the window must follow
-        if window > first_window(gray.shape) and max(gray.shape) < PHOTO_SIZE:
+        if window > first_window(gray.shape):  # strokes wider than a quarter of the picture (a small digit enlarged)
             flattened = flatten(gray, window)
     darkness = 1 - flattened  # 0 paper, 1 black ink
     threshold, floor = ink_threshold(darkness)

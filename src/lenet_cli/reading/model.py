@@ -26,7 +26,7 @@ from lenet_cli.reading.pipeline import Calibration
 # (lenet_cli.checkpoints.pretrained: the same constants, kept there with the checkpoint's).
 BUNDLED_FILE = "lenet-robust.onnx"
 BUNDLED_RECORD = "lenet-robust.json"
-BUNDLED_SHA256 = "2d8d1fd3d7a8a946b18e8a51313b0950ce1db1f3017a24a9fc452f10c66086e9"
+BUNDLED_SHA256 = "9055cf69a3a11e8003cc3ffe754bcee3e37954b37269f7c9e5a8ea38833370e0"
 FIELD = 28
 INSTALL = "pip install lenet-cli (or the reader alone: pip install ./reader in a checkout)"
 
