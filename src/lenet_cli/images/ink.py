@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lenet_cli.images.segment import Group
+from lenet_cli.images.segment import PHOTO_SIZE, Group
 
 # The closing's window, as a fraction of the working image's shorter side: wider than the strokes of a
 # digit that fills the picture, narrower than the lighting changes. At least BACKGROUND_MIN_WINDOW px:
@@ -23,6 +23,10 @@ STROKE_WINDOW = 3  # the lighting window at least this many stroke widths
 HYSTERESIS = 0.5  # a digit's fainter strokes: darker than this fraction of the ink threshold, joined to its ink
 WEAK_REACH = 0.3  # ... from a faint component lying within this fraction of the digit's height around its box
 GROW_REACH = 0.15  # ... and within this fraction of its height around its box (not along a ruled line)
+# In a picture under PHOTO_SIZE (no page, no ruled paper around the digit) a small digit enlarged has
+# whole strokes fainter than its darkest one (a 4's arm and bar beside its stem): farther, both.
+SMALL_WEAK_REACH = 1.0
+SMALL_GROW_REACH = 0.6
 
 
 def flatten(gray: np.ndarray, strokes: int | None = None) -> np.ndarray:
@@ -131,7 +135,8 @@ def grown(darkness: np.ndarray, labels: np.ndarray, groups: list[Group], low: fl
     boxes = np.array([group.box for group in groups], np.int64).reshape(-1, 4)  # top, left, bottom, right
     joins = np.flatnonzero(to >= 0)
     top, left, bottom, right = (boxes[to[joins], i] for i in range(4))
-    reach = WEAK_REACH * (bottom - top)
+    small = max(darkness.shape) < PHOTO_SIZE
+    reach = (SMALL_WEAK_REACH if small else WEAK_REACH) * (bottom - top)
     x, y, width, height = (stats[joins, i] for i in range(4))
     inside = (x >= left - reach) & (y >= top - reach) & (x + width <= right + reach) & (y + height <= bottom + reach)
     to[joins[~inside]] = -1
@@ -158,7 +163,7 @@ def grown(darkness: np.ndarray, labels: np.ndarray, groups: list[Group], low: fl
     grown = labels.copy()
     for index, group in enumerate(groups):  # within reach of the digit's box: not along a ruled line
         top, left, bottom, right = group.box
-        reach = round(GROW_REACH * (bottom - top))
+        reach = round((SMALL_GROW_REACH if small else GROW_REACH) * (bottom - top))
         window = (slice(max(top - reach, 0), bottom + reach), slice(max(left - reach, 0), right + reach))
         added = grow[window] & (target[window] == index)
         if added.any():
