@@ -246,15 +246,17 @@ def png_bytes(array: np.ndarray) -> bytes:
 def install_size() -> dict[str, object]:
     """``pip install ./reader`` into a fresh venv: its size and whether torch came along; deleted after."""
     folder = Path(tempfile.mkdtemp(prefix="lenet-reader-venv-"))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # not this checkout's src
     try:
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
         began = time.perf_counter()
-        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", str(ROOT / "reader")], check=True)
+        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", str(ROOT / "reader")], check=True, env=env)
         seconds = time.perf_counter() - began
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
         probe = "import importlib.util as u; print(u.find_spec('torch') is not None)"
         python = str(folder / "bin" / "python")
-        torch = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+        found = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, env=env)
+        torch = found.stdout.strip()
         return {"venv_mb": round(size / 1e6), "pip_install_s": round(seconds, 1), "torch_installed": torch == "True"}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
