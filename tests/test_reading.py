@@ -29,14 +29,18 @@ from lenet_cli.training.network import LeNet5, network_weights
 from tests import writing
 from tests.helpers import CPU
 
-# set → (bar, generator): the share read exactly (for non-digits: refused).
+# set → (bar, generator): the share read exactly (for non-digits: refused). Measured 2026-12-06 on these
+# 200 (seed 0) and, for -m slow, on 1 000 (seed 1): tight 98.5 / 98.4 %, one edge 98.5 / 98.6 %, light on
+# dark 99.0 / 99.5 %, thick 98.0 / 98.0 %, numbers 90.0 / 92.1 %, touching 83.5 / 86.8 %, 8×8 enlarged
+# 96.0 / 94.7 % (the pipeline before #23's low-resolution fixes: 76 %). Bars ~3 standard errors under.
 BARS = {
-    "tight": (0.95, writing.tight),
+    "tight": (0.96, writing.tight),
     "one_edge": (0.96, writing.one_edge),
     "light_on_dark": (0.97, writing.light_on_dark),
-    "thick": (0.96, writing.thick),
-    "numbers": (0.80, writing.numbers),
-    "touching": (0.75, writing.touching),
+    "thick": (0.95, writing.thick),
+    "numbers": (0.84, writing.numbers),
+    "touching": (0.76, writing.touching),
+    "low_resolution": (0.92, writing.low_resolution),
 }
 
 
@@ -80,9 +84,9 @@ def test_the_bundled_model_reads_each_framing_on_more(name: str, classify, mnist
 
 
 def test_non_digits_are_mostly_refused_and_digits_seldom(classify, mnist) -> None:  # type: ignore[no-untyped-def]
-    # Measured 500 a set: 86.6 % of non-digits refused (the issue asks 95 %: not reached), ~0.6 % of
-    # single digits wrongly refused.
-    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.78
+    # Measured on these 200: 86.5 % of non-digits refused (the issue asks 95 %: not reached), 0.5 % of
+    # tight crops wrongly refused (500 a set: 85.8 %, 0.35 % of single digits).
+    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.79
     assert share_read(writing.tight(*mnist, 200, seed=2), classify, refused_only=True) <= 0.03
 
 
