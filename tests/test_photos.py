@@ -26,7 +26,8 @@ from tests.helpers import CONFIGS, CPU
 PER_CONDITION = 60  # 600 photos; ~15 s to draw on 2 CPU cores
 SEED = 0
 # The robust model (configs/robust.yaml, seed 1, CPU) on this set, measured: 99.2 % overall (2026-12-06,
-# the reading of #23; 98.8 % before), 96.7–100 % per condition; 95 % for plain and exif, whose 60 digits hold 3 that it misreads in MNIST itself too.
+# the reading of #23; 98.8 % before), 96.7–100 % per condition; plain and exif lowest, their 60 digits
+# holding ones that it misreads in MNIST itself too.
 # The bar overall; per condition 4 photos of 60 wrong (3 measured); and, digit difficulty
 # aside, its reading of each photo equals its reading of the same digit from MNIST for 98.3–100 % of
 # each condition: at most 2 of 60 apart (1 measured).
