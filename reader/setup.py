@@ -13,7 +13,8 @@ from setuptools.command.build_py import build_py
 KEPT = {
     "lenet_cli": {"__init__", "__main__", "errors", "atomic"},
     "lenet_cli.checkpoints": {"__init__"},  # a folder for the bundled ONNX file; its modules load torch
-    "lenet_cli.serving": {"__init__", "cli", "gateway", "limits", "requests", "server", "worker", "processes"},  # not run.py
+    # not run.py (the LightningCLI's way in)
+    "lenet_cli.serving": {"__init__", "cli", "gateway", "limits", "requests", "server", "worker", "processes"},
 }
 
 
