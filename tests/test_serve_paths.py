@@ -17,22 +17,29 @@ import pytest
 from tests.serve_helpers import ServerProcess, png, process_group_alive
 
 
-@pytest.fixture(scope="module")
-def bundled_servers(tmp_path_factory: pytest.TempPathFactory):
-    """Two torch-free servers of the bundled model: the default and a batching one (started together)."""
-    workdir = tmp_path_factory.mktemp("serve-paths")
-    servers = [
-        ServerProcess(None, workdir),
-        ServerProcess(None, workdir, "--max_batch_size", "4", "--batch_timeout", "0.01"),
-    ]
+def _served(tmp_path_factory: pytest.TempPathFactory, *options: str):
+    server = ServerProcess(None, tmp_path_factory.mktemp("serve-paths"), *options)
     try:
-        yield [server.wait_ready() for server in servers]
+        yield server.wait_ready()
     finally:
-        for server in servers:
-            server.kill()
+        server.kill()
 
 
-def test_the_batching_worker_answers_as_the_gateway(bundled_servers, mnist_test):
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory: pytest.TempPathFactory):
+    """A torch-free server of the bundled model, as ``lenet serve`` starts by default."""
+    yield from _served(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory):
+    """The same, classifying in LitServe's worker, up to 4 requests a call."""
+    yield from _served(tmp_path_factory, "--max_batch_size", "4", "--batch_timeout", "0.01")
+
+
+@pytest.mark.slow
+@pytest.mark.replicas  # run by .ci/run with the other serve layouts (-m replicas): two servers, ~5 s
+def test_the_batching_worker_answers_as_the_gateway(default_server, batching_server, mnist_test):
     digits = mnist_test[0][:40].numpy()
     flat = np.full((28, 28), 255, np.uint8)  # no digit: an answer with a note
 
@@ -50,7 +57,7 @@ def test_the_batching_worker_answers_as_the_gateway(bundled_servers, mnist_test)
             several = client.post("/predict", files=files).json()
         return [*singles, several]
 
-    gateway, worker = (answers(server) for server in bundled_servers)
+    gateway, worker = (answers(server) for server in (default_server, batching_server))
     assert gateway == worker
     assert gateway[-1]["predictions"][-1]["note"] and "input_png" in gateway[0] and "input_png" not in gateway[1]
 
@@ -75,8 +82,8 @@ def _connections_by_process(pids: list[int], port: int) -> Counter:
     return held
 
 
-def test_keep_alive_connections_are_spread_over_the_api_processes(bundled_servers):
-    server = bundled_servers[0]
+def test_keep_alive_connections_are_spread_over_the_api_processes(default_server):
+    server = default_server
     body = png(np.pad(np.full((12, 3), 255, np.uint8), 8))  # a drawn 1
     request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(body)
     request += body
