@@ -1,5 +1,6 @@
 """``lenet serve``'s two ways to a reading: the gateway answering by itself (the default) and LitServe's batching
-worker (``--max_batch_size`` > 1); and keep-alive connections spread over the API processes."""
+worker (``--max_batch_size`` > 1); and keep-alive connections spread over the API processes. Both start servers
+of their own: ``-m replicas`` runs them (.ci/run does), beside the replicas behind nginx."""
 
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def _connections_by_process(pids: list[int], port: int) -> Counter:
     return held
 
 
+@pytest.mark.slow
+@pytest.mark.replicas  # with the other serve layouts (-m replicas in .ci/run): a server of its own, ~3 s
 def test_keep_alive_connections_are_spread_over_the_api_processes(default_server):
     server = default_server
     body = png(np.pad(np.full((12, 3), 255, np.uint8), 8))  # a drawn 1
