@@ -180,6 +180,37 @@ def spread_connections(processes: int) -> None:
         BoundedHeaders.connections_of_processes = multiprocessing.get_context("fork").Array("i", processes, lock=False)
 
 
+class OneWrite:
+    """A transport that sends what one turn of the event loop writes in one write: uvicorn writes an answer's
+    status line and headers, then its body, in two; a replica killed between them (nginx in front) left a
+    client with the headers and no body, which nginx cannot send to the other replica any more."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._pending and not self._transport.is_closing():
+            self._transport.write(b"".join(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHeaders(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 431 and closing when a request's header passes
     :data:`MAX_HEADER_BYTES`, and closing after its answer a keep-alive connection of an API process that has
@@ -199,6 +230,7 @@ class BoundedHeaders(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        self.transport = OneWrite(transport)  # type: ignore[assignment]  # the request cycles write through it
         self._count_connections()
 
     def connection_lost(self, exc: Exception | None) -> None:
