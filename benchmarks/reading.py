@@ -51,7 +51,9 @@ DIGIT_SETS = {  # name → generator; thresholds of the issue in THRESHOLDS
     "tight crops": writing.tight,
     "one edge touched": writing.one_edge,
     "8x8 upscaled": writing.low_resolution,
-    "14x14 upscaled": lambda images, labels, count: writing.low_resolution(images, labels, count, side=14),
+    "14x14 upscaled": lambda images, labels, count, seed=0: writing.low_resolution(
+        images, labels, count, seed, side=14
+    ),
     "light on dark": writing.light_on_dark,
     "thick pen": writing.thick,
     "numbers of 2-6 digits": writing.numbers,

@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -84,9 +85,10 @@ def test_the_bundled_model_reads_each_framing_on_more(name: str, classify, mnist
 
 
 def test_non_digits_are_mostly_refused_and_digits_seldom(classify, mnist) -> None:  # type: ignore[no-untyped-def]
-    # Measured on these 200: 86.5 % of non-digits refused (the issue asks 95 %: not reached), 0.5 % of
-    # tight crops wrongly refused (500 a set: 85.8 %, 0.35 % of single digits).
-    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.79
+    # Measured on these 200: 89.5 % of non-digits refused (the issue asks 95 %: not reached; 86.5 % before
+    # the blot and number-confidence rules), 0.5 % of tight crops wrongly refused (500 a set: 89.6 %,
+    # 0.35 % of single digits). ~3 standard errors under.
+    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.83
     assert share_read(writing.tight(*mnist, 200, seed=2), classify, refused_only=True) <= 0.03
 
 
@@ -129,6 +131,49 @@ def test_decide_refuses_below_the_calibrations_level() -> None:
     reading = decide(proposal, flat, Calibration(1.0, reject_below=0.5))
     assert not reading.found and reading.note.startswith("not a digit")
     assert decide(proposal, flat, Calibration(1.0, reject_below=0.0)).text == "0"
+
+
+def confident(digit: int, confidence: float) -> np.ndarray:
+    """Logits whose softmax gives ``digit`` ``confidence`` and spreads the rest over the other nine."""
+    row = np.full(10, np.log((1 - confidence) / 9))
+    row[digit] = np.log(confidence)
+    return row
+
+
+def test_a_refusal_gives_the_refused_digits_confidence() -> None:
+    # One digit at 0.30 beside one at 0.99: half are under reject_below, so nothing is read, and the note
+    # says how sure the classifier was of what it refused (it once gave the other digit's 0.99).
+    proposal = Proposal(np.zeros((2, 28, 28), np.uint8), [(0, 0, 10, 10), (20, 0, 10, 10)])
+    reading = decide(proposal, np.stack([confident(3, 0.30), confident(7, 0.99)]), Calibration(1.0, 0.5))
+    assert not reading.found
+    assert reading.note == "not a digit: letters, a scribble or a shape? (confidence 0.30)"
+
+
+def test_a_number_read_with_little_confidence_is_refused() -> None:
+    # Three letters each read as a digit a little surer than reject_below: 0.55³ = 0.17, under NUMBER_BELOW.
+    proposal = Proposal(np.zeros((3, 28, 28), np.uint8), [(0, 0, 10, 10), (20, 0, 10, 10), (40, 0, 10, 10)])
+    calibration = Calibration(1.0, 0.5)
+    unsure = decide(proposal, np.stack([confident(digit, 0.55) for digit in (1, 2, 1)]), calibration)
+    assert not unsure.found and unsure.note == "not a number: letters or a word? (confidence 0.17)"
+    sure = decide(proposal, np.stack([confident(digit, 0.9) for digit in (1, 2, 1)]), calibration)
+    assert sure.text == "121" and sure.confidence == pytest.approx(0.729)
+    # A single digit is refused by reject_below alone: 0.55 reads.
+    assert (
+        decide(Proposal(np.zeros((1, 28, 28), np.uint8), [(0, 0, 10, 10)]), confident(4, 0.55)[None], calibration).text
+        == "4"
+    )
+
+
+def test_a_filled_shape_is_no_digit() -> None:
+    # The lighting window is sized from strokes, so the flattening takes a filled shape's inside for paper
+    # and leaves its rim, which read as "0", "11" or "8"; a ring as thick as a marker's still reads.
+    filled, ring = np.zeros((96, 96), np.float32), np.zeros((96, 96), np.float32)
+    cv2.ellipse(filled, (48, 48), (22, 34), 20.0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.ellipse(ring, (48, 48), (22, 34), 20.0, 0, 360, 1.0, 7, cv2.LINE_AA)
+    rng = np.random.default_rng(0)
+    blot = propose(writing._paper(filled, rng))
+    assert len(blot.fields) == 0 and blot.note == "a filled shape or a blot, not strokes"
+    assert len(propose(writing._paper(ring, rng)).fields) >= 1
 
 
 def test_the_calibration_is_in_the_bundled_record() -> None:

@@ -63,6 +63,9 @@ PAPER_QUANTILE = 90  # the paper's level: this percentile of the picture (ink ra
 MARGIN = 0.15  # the margin added, as a fraction of the picture's longer side
 EDGE = 2  # pixels around the ink's mask that still belong to its strokes (anti-aliasing, blur)
 CROP_LEVEL = 0.2  # grey level (of 1) above which a pixel counts for the digit's bounding box
+FILLED = 0.4  # ink as wide as this fraction of its longer side is a filled shape or a blot, not a stroke ...
+FILLED_RIM = 0.75  # ... when the flattening left less than this share of it as ink (a digit's strokes: all)
+AS_DARK = 0.25  # ... "it" being what is darker than this fraction of the way from the ink to the paper
 
 
 @dataclass
@@ -137,10 +140,15 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         boxes.append(_in_picture(box, margin, to_picture, original))
         return len(fields) - 1
 
+    blots = [blot for group in groups if (blot := _blot(gray, labels, group, margin)) is not None]
+    filled = 0
     for group in groups:
         level = _level(darkness, labels, group)
         if level < MIN_INK:
             continue  # faint: a line of the paper, its grain
+        if any(_inside(group.box, blot) for blot in blots):
+            filled += 1
+            continue  # a piece of a blot, of a filled shape: no writing
         kept += group.ids
         readings: list[tuple[int, ...]] = [(add(group, level),)]
         for left in group.seams:  # two neighbours joined: apart along their strokes
@@ -150,6 +158,8 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         for cut in group.cuts:
             readings.append((add(group, level, (None, cut)), add(group, level, (cut, None))))
         slots.append(readings)
+    if not slots and filled:
+        raise BadImage(f"{name}: no digit in it (a filled shape or a blot, not strokes)")
     if not slots:
         raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
     largest = max((readings[0][0] for readings in slots), key=lambda index: boxes[index][2] * boxes[index][3])
@@ -218,6 +228,49 @@ def _padded(gray: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, int, in
     margin = max(4, round(MARGIN * max(gray.shape)))
     padded = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=paper)
     return padded, margin, stroke_window(gray, darkness)
+
+
+def _blot(gray: np.ndarray, labels: np.ndarray, group: Group, margin: int) -> tuple[int, int, int, int] | None:
+    """The box (top, left, bottom, right, as ``group.box``) of the filled shape (a blot, a filled circle)
+    that ``group`` is a piece of, or None: the lighting window is sized from strokes, so the flattening
+    takes a filled shape's inside for paper and leaves pieces of its rim as ink (a filled circle read as
+    "0" or "11"). In ``gray`` the shape is whole and as dark as its rim: as wide somewhere as ``FILLED`` of
+    its longer side, where a stroke, even a thick pen's 1, is a fraction of that, and the rim covers
+    less than ``FILLED_RIM`` of it, where a digit's strokes cover it all."""
+    top, left, bottom, right = (value - margin for value in group.box)
+    if top < 0 or left < 0 or bottom > gray.shape[0] or right > gray.shape[1]:
+        return None  # the box reaches into the added margin: a tight crop, not a blot on a page
+    # First within the pieces' box (most pictures stop here): their strokes are all the dark there is
+    box, pieces = (
+        gray[top:bottom, left:right],
+        np.isin(labels[group.box[0] : group.box[2], group.box[1] : group.box[3]], group.ids),
+    )
+    paper, ink = quantiles(box, (90,))[0], quantiles(box[pieces], (50,))[0]
+    if pieces.sum() >= FILLED_RIM * (box < ink + AS_DARK * (paper - ink)).sum():
+        return None
+    reach = max(bottom - top, right - left) // 2  # the shape around the pieces the flattening left
+    top, left = max(top - reach, 0), max(left - reach, 0)
+    region = gray[top : bottom + reach, left : right + reach]
+    within = labels[top + margin : top + margin + region.shape[0], left + margin : left + margin + region.shape[1]]
+    strokes = np.isin(within, group.ids)
+    paper, ink = quantiles(region, (90,))[0], float(np.median(region[strokes]))
+    _, parts = cv2.connectedComponents((region < ink + AS_DARK * (paper - ink)).astype(np.uint8), connectivity=8)
+    shape = np.isin(parts, np.unique(parts[strokes & (parts > 0)]))  # the dark regions the pieces lie in
+    if not shape.any():
+        return None
+    rows, columns = np.nonzero(shape)
+    if rows.min() == 0 or columns.min() == 0 or rows.max() == shape.shape[0] - 1 or columns.max() == shape.shape[1] - 1:
+        return None  # it runs on past the digit's surroundings: a shadow, the table
+    radius = float(cv2.distanceTransform(shape.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
+    longer = max(rows.max() - rows.min() + 1, columns.max() - columns.min() + 1)
+    if 2 * radius <= FILLED * longer or (strokes & shape).sum() >= FILLED_RIM * shape.sum():
+        return None
+    top, left = top + margin, left + margin
+    return top + int(rows.min()), left + int(columns.min()), top + int(rows.max()) + 1, left + int(columns.max()) + 1
+
+
+def _inside(box: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    return box[0] >= outer[0] and box[1] >= outer[1] and box[2] <= outer[2] and box[3] <= outer[3]
 
 
 def _level(darkness: np.ndarray, labels: np.ndarray, group: Group) -> float:
