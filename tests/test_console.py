@@ -44,6 +44,8 @@ def lenet_in_new_process(script: str, cwd: Path, extra_env: dict[str, str] | Non
     return result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_plain_fit_test_predict_print_no_lightning_warning_or_tip(tmp_path: Path) -> None:
     # configs/mnist.yaml as a user runs it, made short: 50 steps (Lightning's logging interval, below
     # which it warns about the setting), a few evaluation batches.

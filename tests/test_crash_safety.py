@@ -60,6 +60,8 @@ def check_accuracy(checkpoint: Path, data_dir: Path, at_least: float) -> None:
     assert accuracy >= at_least, f"{checkpoint}: test accuracy {accuracy:.3f}"
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_sigkill_while_writing_last_checkpoint_then_resume(
     small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,6 +44,8 @@ def user_image_accuracy(run: Path, chosen: list[int], labels: torch.Tensor, fold
     return float(np.mean([row["predicted"] == str(label) for row, label in zip(rows, labels.tolist(), strict=True)]))
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_predict_best_in_new_process_matches_test(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
