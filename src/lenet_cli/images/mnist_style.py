@@ -140,10 +140,13 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         boxes.append(_in_picture(box, margin, to_picture, original))
         return len(fields) - 1
 
-    blots = [blot for group in groups if (blot := _blot(gray, labels, group, margin)) is not None]
+    strokes = [np.isin(labels[group.box[0] : group.box[2], group.box[1] : group.box[3]], group.ids) for group in groups]
+    blots = [
+        blot for group, mine in zip(groups, strokes, strict=True) if (blot := _blot(gray, labels, group, mine, margin))
+    ]
     filled = 0
-    for group in groups:
-        level = _level(darkness, labels, group)
+    for group, mine in zip(groups, strokes, strict=True):
+        level = _level(darkness, group, mine)
         if level < MIN_INK:
             continue  # faint: a line of the paper, its grain
         if any(_inside(group.box, blot) for blot in blots):
@@ -230,32 +233,32 @@ def _padded(gray: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, int, in
     return padded, margin, stroke_window(gray, darkness)
 
 
-def _blot(gray: np.ndarray, labels: np.ndarray, group: Group, margin: int) -> tuple[int, int, int, int] | None:
+def _blot(
+    gray: np.ndarray, labels: np.ndarray, group: Group, strokes: np.ndarray, margin: int
+) -> tuple[int, int, int, int] | None:
     """The box (top, left, bottom, right, as ``group.box``) of the filled shape (a blot, a filled circle)
-    that ``group`` is a piece of, or None: the lighting window is sized from strokes, so the flattening
-    takes a filled shape's inside for paper and leaves pieces of its rim as ink (a filled circle read as
-    "0" or "11"). In ``gray`` the shape is whole and as dark as its rim: as wide somewhere as ``FILLED`` of
-    its longer side, where a stroke, even a thick pen's 1, is a fraction of that, and the rim covers
-    less than ``FILLED_RIM`` of it, where a digit's strokes cover it all."""
-    top, left, bottom, right = (value - margin for value in group.box)
+    that ``group`` (its pixels: ``strokes``, in its box) is a piece of, or None: the lighting window is
+    sized from strokes, so the flattening takes a filled shape's inside for paper and leaves pieces of its
+    rim as ink (a filled circle read as "0" or "11"). In ``gray`` the shape is whole and as dark as its
+    rim: as wide somewhere as ``FILLED`` of its longer side, where a stroke, even a thick pen's 1, is a
+    fraction of that, and the rim covers less than ``FILLED_RIM`` of it, where a digit's strokes cover it all."""
+    top, left, bottom, right = (value - margin for value in group.box)  # in gray
     if top < 0 or left < 0 or bottom > gray.shape[0] or right > gray.shape[1]:
         return None  # the box reaches into the added margin: a tight crop, not a blot on a page
     # First within the pieces' box (most pictures stop here): their strokes are all the dark there is
-    box, pieces = (
-        gray[top:bottom, left:right],
-        np.isin(labels[group.box[0] : group.box[2], group.box[1] : group.box[3]], group.ids),
-    )
-    paper, ink = quantiles(box, (90,))[0], quantiles(box[pieces], (50,))[0]
-    if pieces.sum() >= FILLED_RIM * (box < ink + AS_DARK * (paper - ink)).sum():
+    box = gray[top:bottom, left:right]
+    (ink,) = quantiles(box[strokes], (50,))
+    (paper,) = quantiles(box, (PAPER_QUANTILE,))
+    if strokes.sum() >= FILLED_RIM * (box < ink + AS_DARK * (paper - ink)).sum():
         return None
     reach = max(bottom - top, right - left) // 2  # the shape around the pieces the flattening left
-    top, left = max(top - reach, 0), max(left - reach, 0)
-    region = gray[top : bottom + reach, left : right + reach]
-    within = labels[top + margin : top + margin + region.shape[0], left + margin : left + margin + region.shape[1]]
-    strokes = np.isin(within, group.ids)
-    paper, ink = quantiles(region, (90,))[0], float(np.median(region[strokes]))
+    above, before = min(reach, top), min(reach, left)  # the region's rows above the box, columns before it
+    region = gray[top - above : bottom + reach, left - before : right + reach]
+    pieces = np.zeros(region.shape, bool)
+    pieces[above : above + bottom - top, before : before + right - left] = strokes
+    (paper,) = quantiles(region, (PAPER_QUANTILE,))
     _, parts = cv2.connectedComponents((region < ink + AS_DARK * (paper - ink)).astype(np.uint8), connectivity=8)
-    shape = np.isin(parts, np.unique(parts[strokes & (parts > 0)]))  # the dark regions the pieces lie in
+    shape = np.isin(parts, np.unique(parts[pieces & (parts > 0)]))  # the dark regions the pieces lie in
     if not shape.any():
         return None
     rows, columns = np.nonzero(shape)
@@ -263,9 +266,9 @@ def _blot(gray: np.ndarray, labels: np.ndarray, group: Group, margin: int) -> tu
         return None  # it runs on past the digit's surroundings: a shadow, the table
     radius = float(cv2.distanceTransform(shape.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
     longer = max(rows.max() - rows.min() + 1, columns.max() - columns.min() + 1)
-    if 2 * radius <= FILLED * longer or (strokes & shape).sum() >= FILLED_RIM * shape.sum():
+    if 2 * radius <= FILLED * longer or (pieces & shape).sum() >= FILLED_RIM * shape.sum():
         return None
-    top, left = top + margin, left + margin
+    top, left = group.box[0] - above, group.box[1] - before  # the region's corner, in labels' coordinates
     return top + int(rows.min()), left + int(columns.min()), top + int(rows.max()) + 1, left + int(columns.max()) + 1
 
 
@@ -273,10 +276,10 @@ def _inside(box: tuple[int, int, int, int], outer: tuple[int, int, int, int]) ->
     return box[0] >= outer[0] and box[1] >= outer[1] and box[2] <= outer[2] and box[3] <= outer[3]
 
 
-def _level(darkness: np.ndarray, labels: np.ndarray, group: Group) -> float:
+def _level(darkness: np.ndarray, group: Group, strokes: np.ndarray) -> float:
+    """The darkness of a group's strokes (``strokes``: its pixels in its box): their 90th percentile."""
     top, left, bottom, right = group.box
-    inside = np.isin(labels[top:bottom, left:right], group.ids)
-    return quantiles(darkness[top:bottom, left:right][inside], (90,))[0]
+    return quantiles(darkness[top:bottom, left:right][strokes], (90,))[0]
 
 
 def _field(

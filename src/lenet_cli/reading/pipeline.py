@@ -100,12 +100,12 @@ def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Ca
 # A cut counts only when the classifier is sure of both parts: letters and shapes cut in two give one
 # confident half (an E as "13": 0.84 and 1.0), touching digits two.
 CUT_MARGIN = 0.1
+SEAM_MARGIN = -0.1
+CUT_SURE = 0.9
 # A number read with less confidence than this is not given: letters cut apart read as digits one by one,
 # each a little surer than reject_below, rarely all (benchmarks/reading.py, 500 per set: non-digits refused
 # +1.6 points, held-out non-digits +1.2, numbers and single digits unchanged; 0.3 and 0.5 began to refuse numbers).
 NUMBER_BELOW = 0.2
-SEAM_MARGIN = -0.1
-CUT_SURE = 0.9
 
 
 def _score(probabilities: np.ndarray, reading: tuple[int, ...], proposal: Proposal) -> float:
