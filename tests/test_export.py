@@ -190,6 +190,8 @@ print(sorted(name for name in sys.modules if name.split(".")[0] in ("onnx", "onn
 """
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_help_does_not_import_the_onnx_tools() -> None:
     result = subprocess.run(
         [sys.executable, "-c", IMPORTS_OF_HELP], capture_output=True, text=True, timeout=120, env=child_env()

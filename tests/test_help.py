@@ -41,6 +41,8 @@ def test_top_level_help_says_what_lenet_is(monkeypatch: pytest.MonkeyPatch, caps
         assert f"\n    {subcommand} " in text
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_python_dash_m_shows_lenet(tmp_path: object) -> None:
     # argparse names the program after sys.argv[0], which is __main__.py under `python -m`.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -78,6 +78,8 @@ def test_one_cielab_tiff_does_not_abort_a_folder(
     assert len(rows) == 2 and "one.png" in rows[1]
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_python_m_lenet_cli_imports_nothing_from_the_working_folder(tmp_path: Path) -> None:
     """A new process: `python -m` is the point. A config naming ./evilmod.py's class must not run it."""
     marker = tmp_path / "evilmod-ran"

@@ -77,6 +77,8 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, monkeypatch: pytest.Monkey
     assert predicted_sources(tmp_path) == ["d/caf\\xe9.png", "d/line\\nbreak.png"]  # the CSV is UTF-8, one row each
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_a_warning_on_an_unwritable_stderr_does_not_stop_predict(tmp_path: Path) -> None:
     """stderr on a full disk: the skipped-file warning cannot be printed, predictions are still written."""
     (tmp_path / "d").mkdir()
