@@ -24,7 +24,7 @@ from lenet_cli.cli.main import main
 from lenet_cli.data.mnist import preprocess as model_input
 from lenet_cli.data.negatives import negatives
 from lenet_cli.images.explain import refused
-from lenet_cli.reading.pipeline import Calibration, Proposal, decide, propose, read_gray
+from lenet_cli.reading.pipeline import VIEWS, Calibration, Proposal, decide, propose, read_gray
 from lenet_cli.training.metrics import batch_sums
 from lenet_cli.training.network import LeNet5, network_weights
 from tests import writing
@@ -85,11 +85,50 @@ def test_the_bundled_model_reads_each_framing_on_more(name: str, classify, mnist
 
 
 def test_non_digits_are_mostly_refused_and_digits_seldom(classify, mnist) -> None:  # type: ignore[no-untyped-def]
-    # Measured on these 200: 89.5 % of non-digits refused (the issue asks 95 %: not reached; 86.5 % before
-    # the blot and number-confidence rules), 0.5 % of tight crops wrongly refused (500 a set: 89.6 %,
-    # 0.35 % of single digits). ~3 standard errors under.
-    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.83
+    # Measured on these 200: 92.5 % of non-digits refused (the issue asks 95 %: not reached; 89.5 % before
+    # each field was read in views, 86.5 % before the blot and number-confidence rules), no tight crop
+    # wrongly refused (500 a set: 93.6 %, 0.30 % of single digits). ~3 standard errors under.
+    assert share_read(writing.negatives(200), classify, refused_only=True) >= 0.87
     assert share_read(writing.tight(*mnist, 200, seed=2), classify, refused_only=True) <= 0.03
+
+
+def test_views_refuse_more_non_digits_and_no_more_digits(classify, mnist) -> None:  # type: ignore[no-untyped-def]
+    # The same proposals and calibration, decided on the fields' logits alone and on their views' (measured:
+    # 130 and 136 of the 151 of these 200 non-digits that have fields refused; 0 and 0 of the tight crops).
+    calibration = pretrained.calibration()
+
+    def refused(samples: list[tuple[np.ndarray, str]]) -> tuple[int, int]:
+        proposals = [propose(gray) for gray, _ in samples]
+        alone = sum(not decide(p, classify(p.fields), calibration).found for p in proposals if len(p.fields))
+        viewed = sum(not decide(p, classify(p.inputs), calibration).found for p in proposals if len(p.fields))
+        return alone, viewed
+
+    alone, viewed = refused(writing.negatives(200))
+    assert viewed >= alone + 3
+    alone, viewed = refused(writing.tight(*mnist, 200, seed=2))
+    assert viewed <= alone + 1
+
+
+def test_views_are_the_field_turned_and_scaled_about_its_centre() -> None:
+    field = np.zeros((1, 28, 28), np.uint8)
+    field[0, 4:24, 13:15] = 255  # an upright 1 through the centre of mass (14, 14)
+    inputs = Proposal(field, [(0, 0, 28, 28)]).inputs
+    assert inputs.shape == (1 + len(VIEWS), 28, 28) and np.array_equal(inputs[0], field[0])
+    for view, (angle, scale) in zip(inputs[1:], VIEWS, strict=True):
+        rows, columns = np.nonzero(view > 127)
+        slope = np.polyfit(rows, columns, 1)[0]  # columns per row: the stroke leans by the view's angle
+        assert np.degrees(np.arctan(slope)) == pytest.approx(angle, abs=2)
+        assert rows.max() - rows.min() + 1 == pytest.approx(20 * scale * np.cos(np.radians(angle)), abs=1.5)
+        assert abs(columns.mean() - 14) < 1 and abs(rows.mean() - 14) < 1
+
+
+def test_decide_reads_the_mean_of_the_views() -> None:
+    # Sure of a 7 as cut, unsure of it in both views: the mean, (0.99 + 0.2 + 0.09) / 3 = 0.43, is refused at 0.5.
+    proposal = Proposal(np.zeros((1, 28, 28), np.uint8), [(0, 0, 10, 10)])
+    logits = np.stack([confident(7, 0.99), confident(7, 0.2), confident(1, 0.2)])
+    reading = decide(proposal, logits, Calibration(1.0, 0.5))
+    assert not reading.found and reading.note.endswith("(confidence 0.43)")
+    assert decide(proposal, logits[:1], Calibration(1.0, 0.5)).text == "7"  # the field alone: one view
 
 
 def test_blank_paper_says_why() -> None:

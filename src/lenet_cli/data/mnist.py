@@ -243,14 +243,15 @@ class MNISTDataModule(LightningDataModule):
         self.raw["val"] = (train_images[val_index], train_labels[val_index])
 
     def _load_user_images(self) -> None:
-        # Every candidate digit field of every picture is one predict input; outputs/predictions.py
-        # groups the answers back per picture (self.predict_proposals) and decides each one's text.
+        # Every candidate digit field of every picture, and each view of it, is one predict input;
+        # outputs/predictions.py groups the answers back per picture (self.predict_proposals) and decides
+        # each one's text.
         read = load_proposals(
             self.hparams.predict_path, num_workers=self.hparams.num_workers, explain_dir=self.hparams.explain_dir
         )
         self.predict_sources, self.predict_proposals = read.sources, read
-        fields = read.fields if len(read.fields) else np.zeros((1, 28, 28), np.uint8)  # none: one blank, unused
-        self.raw["predict"] = (torch.from_numpy(fields), torch.full((len(fields),), -1, dtype=torch.long))
+        inputs = read.inputs if len(read.inputs) else np.zeros((1, 28, 28), np.uint8)  # none: one blank, unused
+        self.raw["predict"] = (torch.from_numpy(inputs), torch.full((len(inputs),), -1, dtype=torch.long))
 
     def _source(self, split: str) -> str:
         # Without predict_path, predict runs on the MNIST test set.

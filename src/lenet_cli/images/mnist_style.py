@@ -47,7 +47,7 @@ from lenet_cli.images.ink import (
     quantiles,
     stroke_window,
 )
-from lenet_cli.images.segment import PHOTO_SIZE, SOLID, STRIP, TIGHT, Group, segment
+from lenet_cli.images.segment import PHOTO_SIZE, SOLID, STRIP, TIGHT, Group, members, segment
 
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit's longest side inside the field
@@ -140,7 +140,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
         boxes.append(_in_picture(box, margin, to_picture, original))
         return len(fields) - 1
 
-    strokes = [np.isin(labels[group.box[0] : group.box[2], group.box[1] : group.box[3]], group.ids) for group in groups]
+    strokes = [members(labels[group.box[0] : group.box[2], group.box[1] : group.box[3]], group.ids) for group in groups]
     blots = [
         blot for group, mine in zip(groups, strokes, strict=True) if (blot := _blot(gray, labels, group, mine, margin))
     ]
@@ -166,7 +166,7 @@ def preprocess(gray: np.ndarray, name: str = "image") -> Steps:
     if not slots:
         raise BadImage(f"{name}: no digit in it (only faint marks: lines of the paper, its grain)")
     largest = max((readings[0][0] for readings in slots), key=lambda index: boxes[index][2] * boxes[index][3])
-    chosen = np.isin(labels, kept)
+    chosen = members(labels, kept)
     crop = (slice(margin, margin + gray.shape[0]), slice(margin, margin + gray.shape[1]))
     return Steps(
         gray,
@@ -258,7 +258,7 @@ def _blot(
     pieces[above : above + bottom - top, before : before + right - left] = strokes
     (paper,) = quantiles(region, (PAPER_QUANTILE,))
     _, parts = cv2.connectedComponents((region < ink + AS_DARK * (paper - ink)).astype(np.uint8), connectivity=8)
-    shape = np.isin(parts, np.unique(parts[pieces & (parts > 0)]))  # the dark regions the pieces lie in
+    shape = members(parts, np.unique(parts[pieces & (parts > 0)]))  # the dark regions the pieces lie in
     if not shape.any():
         return None
     rows, columns = np.nonzero(shape)
@@ -293,7 +293,7 @@ def _field(
     """One group's field (or the part of it between ``columns``), and its box (top, left, bottom, right)."""
     top, left, bottom, right = group.box
     left, right = max(left, columns[0] or left), min(right, columns[1] or right)
-    inside = np.isin(labels[top:bottom, left:right], group.ids)
+    inside = members(labels[top:bottom, left:right], group.ids)
     rows, cols = np.nonzero(inside)
     box = (top + int(rows.min()), left + int(cols.min()), top + int(rows.max()) + 1, left + int(cols.max()) + 1)
     # render looks EDGE pixels around the strokes: hand it that region only (a full-size mask per

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -54,7 +55,16 @@ class Group:
 
     def mask(self, labels: np.ndarray) -> np.ndarray:
         """bool (H, W) of the picture: this digit's pixels."""
-        return np.isin(labels, self.ids)
+        return members(labels, self.ids)
+
+
+def members(labels: np.ndarray, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``np.isin(labels, ids)`` for component labels (non-negative ints) by a lookup table: 5 µs instead of
+    44 on a digit's box, a few times a picture (the reading of a small picture took ~0.14 ms less)."""
+    ids = np.asarray(ids, dtype=np.intp)
+    table = np.zeros(int(max(labels.max(initial=0), ids.max(initial=0))) + 1, bool)
+    table[ids] = True
+    return table[labels]
 
 
 def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, list[Group]]:
@@ -162,7 +172,7 @@ def _side_by_side(first: Group, second: Group, labels: np.ndarray) -> bool:
     if bottom <= top:
         return False
     region = labels[top:bottom, left:right]
-    a, b = np.isin(region, first.ids), np.isin(region, second.ids)
+    a, b = members(region, first.ids), members(region, second.ids)
     shared = a.any(axis=1) & b.any(axis=1)
     if not shared.any():
         return False
@@ -238,7 +248,7 @@ def _cuts(group: Group, labels: np.ndarray) -> list[int]:
     width, height = right - left, bottom - top
     if width <= WIDE * height:
         return []
-    profile = np.isin(labels[top:bottom, left:right], group.ids).sum(axis=0).astype(np.float32)
+    profile = members(labels[top:bottom, left:right], group.ids).sum(axis=0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
     low, high = int(width * CUT_ZONE[0]), int(width * CUT_ZONE[1])
     zone = profile[low:high]

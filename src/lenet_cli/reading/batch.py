@@ -17,12 +17,13 @@ from lenet_cli.reading.pipeline import Proposal, propose
 
 @dataclass
 class Proposals:
-    """The pictures of ``--data.predict_path`` ready for a classifier: every candidate digit field of every
-    readable picture in one array, and for each picture its file and its :class:`Proposal`."""
+    """The pictures of ``--data.predict_path`` ready for a classifier: what it reads of every readable
+    picture (``Proposal.inputs``: the candidate digit fields and their views) in one array, and for each
+    picture its file and its :class:`Proposal`."""
 
-    fields: np.ndarray  # uint8 (M, 28, 28): the pictures' fields one after the other
+    inputs: np.ndarray  # uint8 (M, 28, 28): the pictures' inputs one after the other
     sources: list[str]  # one per picture
-    proposals: list[Proposal]  # one per picture; its fields are fields[offsets[i] : offsets[i + 1]]
+    proposals: list[Proposal]  # one per picture; its inputs are inputs[offsets[i] : offsets[i + 1]]
     offsets: np.ndarray  # int64 (len(sources) + 1,)
 
 
@@ -37,6 +38,7 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
 
     def attempt(file: Path) -> tuple[Proposal, Image.Image | None]:
         proposal = propose(read_grayscale(file, str(file)), str(file))
+        proposal.inputs  # noqa: B018 - the views made here, in the worker (num_workers), and kept with the proposal
         return proposal, read_image(file, str(file), colour=True) if explain else None
 
     kept = decode_each(path, attempt, num_workers)
@@ -45,8 +47,8 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
             Path(explain_dir), [(file, image, proposal.steps, proposal.note) for file, (proposal, image) in kept]
         )
     proposals = [proposal for _, (proposal, _) in kept]
-    counts = [len(proposal.fields) for proposal in proposals]
-    fields = (
-        np.concatenate([proposal.fields for proposal in proposals]) if sum(counts) else np.zeros((0, 28, 28), np.uint8)
+    counts = [len(proposal.inputs) for proposal in proposals]
+    inputs = (
+        np.concatenate([proposal.inputs for proposal in proposals]) if sum(counts) else np.zeros((0, 28, 28), np.uint8)
     )
-    return Proposals(fields, [str(file) for file, _ in kept], proposals, np.concatenate([[0], np.cumsum(counts)]))
+    return Proposals(inputs, [str(file) for file, _ in kept], proposals, np.concatenate([[0], np.cumsum(counts)]))

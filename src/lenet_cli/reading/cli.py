@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import itertools
 import json
 import multiprocessing
 import sys
@@ -84,9 +85,11 @@ def main(argv: Sequence[str]) -> int:
     # PNGs took 2.4 s with it (0.6 s of it in the kernel), 1.7 s without, on the 2-core CPU.
     cv2.setNumThreads(1)
     status = 0
-    with _pool(sources) as pool:
-        for start in range(0, len(sources), BATCH):
-            found = list(pool.map(_find, sources[start : start + BATCH], chunksize=16))
+    pool = _pool(sources)
+    try:
+        # Submitted at once: the workers find the next pictures' digits while this process classifies a batch.
+        results = iter(pool.map(_find, sources, chunksize=16))
+        while found := list(itertools.islice(results, BATCH)):
             proposals = [(name, result) for name, result in found if isinstance(result, Proposal)]
             for _, result in found:
                 if isinstance(result, LenetError):
@@ -97,6 +100,8 @@ def main(argv: Sequence[str]) -> int:
                 print(_line(name, reading, arguments.json), flush=False)
                 if not reading.found:
                     status = max(status, 1)
+    finally:  # on an error or Ctrl-C, the pictures not begun are dropped, not read first
+        pool.shutdown(cancel_futures=True)
     sys.stdout.flush()
     return status
 
@@ -124,7 +129,9 @@ def _find(source: tuple[str, Path | BinaryIO]) -> tuple[str, Proposal | LenetErr
         if not isinstance(file, Path):
             file = io.BytesIO(file.read())  # stdin is not seekable; Pillow needs to seek
         proposal = propose(read_grayscale(file, escaped(name)), escaped(name))
-        return name, dataclasses.replace(proposal, steps=None)  # the explain pictures: not sent between processes
+        proposal = dataclasses.replace(proposal, steps=None)  # the explain pictures: not sent between processes
+        proposal.inputs  # noqa: B018 - the views made here, in the worker, and sent cached with the proposal
+        return name, proposal
     except LenetError as error:
         return name, error
 

@@ -26,7 +26,7 @@ from lenet_cli.reading.pipeline import Calibration
 # (lenet_cli.checkpoints.pretrained: the same constants, kept there with the checkpoint's).
 BUNDLED_FILE = "lenet-robust.onnx"
 BUNDLED_RECORD = "lenet-robust.json"
-BUNDLED_SHA256 = "9055cf69a3a11e8003cc3ffe754bcee3e37954b37269f7c9e5a8ea38833370e0"
+BUNDLED_SHA256 = "e173a897b747cdc08c54ac43734818019be51d4ab48a925ecf4cd642e76f3396"
 FIELD = 28
 INSTALL = "pip install lenet-cli (or the reader alone: pip install ./reader in a checkout)"
 

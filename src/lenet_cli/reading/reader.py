@@ -59,11 +59,11 @@ class Reader:
 
     def decide(self, proposals: Sequence[Proposal]) -> list[Reading]:
         """What each picture's proposed fields read as: all fields classified in one call."""
-        fields = [proposal.fields for proposal in proposals]
-        logits = self.classifier(np.concatenate(fields)) if fields else np.zeros((0, 10), np.float32)
+        inputs = [proposal.inputs for proposal in proposals]
+        logits = self.classifier(np.concatenate(inputs)) if inputs else np.zeros((0, 10), np.float32)
         readings, start = [], 0
         for proposal in proposals:
-            count = len(proposal.fields)
+            count = len(proposal.inputs)
             readings.append(decide(proposal, logits[start : start + count], self.classifier.calibration))
             start += count
         return readings

@@ -88,8 +88,8 @@ class Gateway:
 
     async def _answer(self, proposals: list[Proposal], uploads: list[Upload], return_input: bool, send: Send) -> None:
         assert self._classifier is not None
-        fields = np.concatenate([proposal.fields for proposal in proposals])  # uint8 (K, 28, 28), all images
-        logits = self._classifier(fields)  # (0, classes) for no field
+        inputs = np.concatenate([proposal.inputs for proposal in proposals])  # uint8 (K × views, 28, 28)
+        logits = self._classifier(inputs)  # (0, classes) for no field
         seen = [png_base64(proposal.fields) for proposal in proposals] if return_input else None
         names = [upload.name for upload in uploads]
         reading = answer(names, proposals, logits, self._classifier.calibration, seen)

@@ -64,24 +64,26 @@ class DigitAPI(ls.LitAPI):
     def predict(self, x: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
         # Batched (max_batch_size > 1): a list of requests, each with one or more images; else one request.
         requests = x if isinstance(x, list) else [x]
-        logits = self.classifier(np.concatenate([request["fields"] for request in requests]))
+        proposals = [self._proposals(request) for request in requests]
+        # The fields come as cut; their views (Proposal.inputs) are made here, off the gateway's process.
+        logits = self.classifier(np.concatenate([proposal.inputs for each in proposals for proposal in each]))
         answers, start = [], 0
-        for request in requests:
-            count = len(request["fields"])
-            answers.append(self._answer(request, logits[start : start + count]))
-            start += count
+        for request, each in zip(requests, proposals, strict=True):
+            count = sum(len(proposal.inputs) for proposal in each)
+            logits_here, start = logits[start : start + count], start + count
+            answers.append(answer(request["names"], each, logits_here, self.classifier.calibration, request["seen"]))
         return answers if isinstance(x, list) else answers[0]
 
     def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
         return output
 
-    def _answer(self, request: dict[str, Any], logits: np.ndarray) -> dict[str, Any]:
+    def _proposals(self, request: dict[str, Any]) -> list[Proposal]:
         proposals, start = [], 0
         for count, members in zip(request["counts"], request["proposals"], strict=True):
             fields = request["fields"][start : start + count]
             proposals.append(Proposal(fields=fields, **{name: _tuples(value) for name, value in members.items()}))
             start += count
-        return answer(request["names"], proposals, logits, self.classifier.calibration, request["seen"])
+        return proposals
 
 
 def answer(
@@ -92,10 +94,10 @@ def answer(
     seen: list[str | None] | None,
 ) -> dict[str, Any]:
     """One request's answer: a reading for one image, ``{"predictions": [...]}`` for several. ``logits``: of
-    every proposal's fields in order; ``seen``: each image's fields as a base64 PNG, when asked for."""
+    every proposal's inputs in order; ``seen``: each image's fields as a base64 PNG, when asked for."""
     predictions, start = [], 0
     for index, (name, proposal) in enumerate(zip(names, proposals, strict=True)):
-        count = len(proposal.fields)
+        count = len(proposal.inputs)
         reading = decide(proposal, logits[start : start + count], calibration)
         start += count
         prediction = {"name": name, **as_json(reading)}
