@@ -1,5 +1,6 @@
 """Writing as people bring it, made from the MNIST *test* split (never trained on) and from shapes and
-fonts: deterministic by seed, no download. Used by tests/test_reading.py and benchmarks/reading.py.
+fonts: deterministic by seed, no download. Used by tests/test_reading.py, benchmarks/reading.py and
+benchmarks/row_reader.py (which writes its training rows from the MNIST *training* split).
 
 Each generator returns grayscale pictures (float32 (H, W), 0 black … 255 white, as ``images.decode``
 gives) with the text they show (``""`` for a picture with no digit):
