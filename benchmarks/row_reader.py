@@ -102,14 +102,16 @@ class RowReader(nn.Module):
         return self.out(self.rnn(columns)[0]).transpose(0, 1)  # (T, B, 11)
 
 
-def decode(logits: torch.Tensor) -> list[str]:
-    """Greedy CTC decoding: the best class per column, repeats merged, blanks dropped."""
-    best = logits.argmax(dim=2).T.cpu().numpy()
-    texts = []
-    for sequence in best:
-        kept = [int(c) for i, c in enumerate(sequence) if c != BLANK and (i == 0 or c != sequence[i - 1])]
-        texts.append("".join(map(str, kept)))
-    return texts
+def decode(logits: torch.Tensor) -> tuple[list[str], list[float]]:
+    """Greedy CTC decoding: the best class per column, repeats merged, blanks dropped; and each text's
+    confidence, the lowest probability of the columns that emitted a digit (1 for an empty text)."""
+    probabilities, best = logits.softmax(dim=2).max(dim=2)
+    texts, confidences = [], []
+    for sequence, sure in zip(best.T.cpu().numpy(), probabilities.T.cpu().numpy(), strict=True):
+        emitted = [i for i, c in enumerate(sequence) if c != BLANK and (i == 0 or c != sequence[i - 1])]
+        texts.append("".join(str(int(sequence[i])) for i in emitted))
+        confidences.append(float(min((sure[i] for i in emitted), default=1.0)))
+    return texts, confidences
 
 
 def main() -> None:
@@ -168,10 +170,12 @@ def main() -> None:
             return network(model_input(torch.from_numpy(fields))).numpy()
 
     results: dict[str, dict[str, float]] = {}
+    each: dict[str, list[list[object]]] = {}
     sets = (
         ("numbers of 2-6 digits", writing.numbers),
         ("touching pairs", writing.touching),
         ("numbers on photographed paper (held out)", writing.held_out_numbers),
+        ("non-digits", lambda _images, _labels, count: writing.negatives(count)),
     )
     for name, make in sets:
         samples = make(images, labels, arguments.per_set)
@@ -179,11 +183,15 @@ def main() -> None:
             test_rows = torch.from_numpy(np.stack(list(pool.map(to_row, [gray for gray, _ in samples], chunksize=16))))
         test_rows = test_rows.to(device)
         with torch.no_grad():
-            read = decode(model(test_rows))
+            read, sure = decode(model(test_rows))
         exact = float(np.mean([r == t for r, (_, t) in zip(read, samples, strict=True)]))
-        segmented = float(
-            np.mean([read_gray(gray, classify, pretrained.calibration()).text == t for gray, t in samples])
-        )
+        readings = [read_gray(gray, classify, pretrained.calibration()) for gray, _ in samples]
+        segmented = float(np.mean([reading.text == t for reading, (_, t) in zip(readings, samples, strict=True)]))
+        # Each picture: truth, the row reader's text and confidence, segmentation's text and confidence.
+        each[name] = [
+            [t, r, round(c, 4), reading.text, round(reading.confidence, 4)]
+            for (_, t), r, c, reading in zip(samples, read, sure, readings, strict=True)
+        ]
         by_length = {
             str(n): float(np.mean([r == t for r, (_, t) in zip(read, samples, strict=True) if len(t) == n]))
             for n in sorted({len(t) for _, t in samples})
@@ -200,6 +208,7 @@ def main() -> None:
         "trained_s": round(trained_s, 1),
         "losses": losses,
         "sets": results,
+        "each": each,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=1) + "\n")
