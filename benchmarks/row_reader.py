@@ -31,14 +31,12 @@ import torch
 from torch import nn
 
 from benchmarks.common import cpu_model
-from lenet_cli.checkpoints import pretrained
-from lenet_cli.checkpoints.load import load
+from benchmarks.reading import classifier, logits_of
 from lenet_cli.data import idx
-from lenet_cli.data.mnist import preprocess as model_input
 from lenet_cli.images.decode import BadImage
 from lenet_cli.images.mnist_style import preprocess
 from lenet_cli.reading.pipeline import read_gray
-from lenet_cli.training.network import LeNet5, network_weights
+from lenet_cli.training.network import LeNet5
 from tests import writing
 
 HEIGHT, WIDTH, INK_HEIGHT = 32, 192, 24
@@ -134,10 +132,10 @@ def main() -> None:
     for i, text in enumerate(texts):
         targets[i, : len(text)] = torch.tensor([int(c) for c in text])
 
+    network, calibration = classifier()  # the bundled LeNet: the row reader's first layers, and the baseline
     torch.manual_seed(arguments.seed)
     model = RowReader()
-    weights = network_weights(load(pretrained.path())["state_dict"])
-    model.features.load_state_dict({k.removeprefix("features."): w for k, w in weights.items() if k[:9] == "features."})
+    model.features.load_state_dict(network.features.state_dict())
     model.to(device)
     rows_device = rows.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -161,13 +159,7 @@ def main() -> None:
 
     model.eval()
     images, labels = writing.mnist_test()
-    network = LeNet5()
-    network.load_state_dict(network_weights(load(pretrained.path())["state_dict"]))
-    network.eval()
-
-    def classify(fields: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return network(model_input(torch.from_numpy(fields))).numpy()
+    classify = logits_of(network)
 
     results: dict[str, dict[str, float]] = {}
     each: dict[str, list[list[object]]] = {}
@@ -185,7 +177,7 @@ def main() -> None:
         with torch.no_grad():
             read, sure = decode(model(test_rows))
         exact = float(np.mean([r == t for r, (_, t) in zip(read, samples, strict=True)]))
-        readings = [read_gray(gray, classify, pretrained.calibration()) for gray, _ in samples]
+        readings = [read_gray(gray, classify, calibration) for gray, _ in samples]
         segmented = float(np.mean([reading.text == t for reading, (_, t) in zip(readings, samples, strict=True)]))
         # Each picture: truth, the row reader's text and confidence, segmentation's text and confidence.
         each[name] = [
