@@ -38,7 +38,6 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
 
     def attempt(file: Path) -> tuple[Proposal, Image.Image | None]:
         proposal = propose(read_grayscale(file, str(file)), str(file))
-        proposal.inputs  # noqa: B018 - the views made here, in the worker (num_workers), and kept with the proposal
         return proposal, read_image(file, str(file), colour=True) if explain else None
 
     kept = decode_each(path, attempt, num_workers)

@@ -13,7 +13,6 @@ OpenCV, Pillow and ONNX Runtime only: ~0.2 s from a cold start on the 2-core CPU
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import itertools
 import json
@@ -129,8 +128,7 @@ def _find(source: tuple[str, Path | BinaryIO]) -> tuple[str, Proposal | LenetErr
         if not isinstance(file, Path):
             file = io.BytesIO(file.read())  # stdin is not seekable; Pillow needs to seek
         proposal = propose(read_grayscale(file, escaped(name)), escaped(name))
-        proposal = dataclasses.replace(proposal, steps=None)  # the explain pictures: not sent between processes
-        proposal.inputs  # noqa: B018 - the views made here, in the worker, and sent cached with the proposal
+        proposal.steps = None  # the explain pictures: not sent between processes (the views are: Proposal.inputs)
         return name, proposal
     except LenetError as error:
         return name, error

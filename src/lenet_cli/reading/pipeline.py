@@ -70,7 +70,7 @@ class Proposal:
 # a digit reads the same each way, a scribble, a shape or a letter less surely. benchmarks/reading.py, 500 a set,
 # reject_below refitted to the same 0.2 % of validation digits: non-digits refused 89.6 → 93.6 %, MNIST
 # validation 99.32 → 99.52 %, every digit set within ±0.4 points; on a second draw (1 000 a set, seed 1)
-# non-digits 86.4 → 91.6 %. Cuts are still chosen on the fields as cut: views lowered the confidence of
+# non-digits refused 92.8 %. Cuts are still chosen on the fields as cut: views lowered the confidence of
 # squeezed halves and read 2 points fewer touching pairs. ±12° alone, ±12° and ±6°, 0.9/1.1 alone, a shear
 # or a 1-px shift: each refused fewer non-digits or more digits (docs/DEVELOPING.md).
 VIEWS = ((12.0, 0.9), (-12.0, 1.1))  # (degrees anticlockwise, scale) about MNIST's centre of mass (14, 14)
@@ -86,12 +86,15 @@ def views(fields: np.ndarray) -> np.ndarray:
 
 
 def propose(gray: np.ndarray, name: str = "image") -> Proposal:
-    """The candidate digit fields of a picture (float32 (H, W) intensities, as ``images.decode`` gives)."""
+    """The candidate digit fields of a picture (float32 (H, W) intensities, as ``images.decode`` gives), and
+    their views (``inputs``), made here: where the digits are found (a reading worker, a request's thread)."""
     try:
         steps = preprocess(gray, name)
     except BadImage as error:
         return Proposal(np.zeros((0, 28, 28), np.uint8), [], note=_reason(str(error)))
-    return Proposal(steps.fields, steps.boxes, steps=steps, slots=steps.slots, seams=steps.seams)
+    proposal = Proposal(steps.fields, steps.boxes, steps=steps, slots=steps.slots, seams=steps.seams)
+    proposal.inputs  # noqa: B018 - cached on the proposal, and sent with it from a worker process
+    return proposal
 
 
 def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:
