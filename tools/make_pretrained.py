@@ -10,13 +10,14 @@ paste the ONNX sha256 it prints into ``lenet_cli.reading.model.BUNDLED_SHA256``.
     python tools/make_pretrained.py --onnx-only
 
 writes only ``lenet-robust.onnx`` again, from the bundled checkpoint (after a retrain, or a new exporter).
+Both bit-identical twice on the 2-core AMD EPYC; another machine may round differently.
 
     python tools/make_pretrained.py --calibrate-only
 
 fits the bundled checkpoint's calibration again (after a change to how the reading pipeline reads a
-field, ``lenet_cli.reading.pipeline.views``) and rewrites its record and ``SHA256SUMS``.
-Both bit-identical twice on the 2-core AMD EPYC; another machine may round differently. Not part of the
-package: it drives ``lenet fit``, ``lenet test`` and ``lenet export``.
+field, ``lenet_cli.reading.pipeline.views``) and rewrites its record and ``SHA256SUMS``; the ONNX file
+holds the calibration in its metadata, so ``--onnx-only`` follows. Not part of the package: it drives
+``lenet fit``, ``lenet test`` and ``lenet export``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ class DigitAPI(ls.LitAPI):
         # Batched (max_batch_size > 1): a list of requests, each with one or more images; else one request.
         requests = x if isinstance(x, list) else [x]
         proposals = [self._proposals(request) for request in requests]
-        # The fields come as cut; their views (Proposal.inputs) are made here, off the gateway's process.
+        # The fields come as cut and their views (Proposal.inputs) are made again here (~20 µs a field):
+        # sending the gateway's would triple the request's bytes.
         logits = self.classifier(np.concatenate([proposal.inputs for each in proposals for proposal in each]))
         answers, start = [], 0
         for request, each in zip(requests, proposals, strict=True):
