@@ -250,7 +250,8 @@ def _cuts(group: Group, labels: np.ndarray) -> list[int]:
         return []
     profile = members(labels[top:bottom, left:right], group.ids).sum(axis=0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
-    low, high = int(width * CUT_ZONE[0]), int(width * CUT_ZONE[1])
+    # at least a column on either side: a speck two pixels wide cut at its first column left nothing there
+    low, high = max(int(width * CUT_ZONE[0]), 1), min(int(width * CUT_ZONE[1]), width - 1)
     zone = profile[low:high]
     if zone.size == 0:
         return []
