@@ -21,6 +21,7 @@ import numpy as np
 
 from lenet_cli.images.decode import BadImage
 from lenet_cli.images.mnist_style import Steps, preprocess
+from lenet_cli.reading import rows
 from lenet_cli.reading.result import Digit, Reading
 
 Classify = Callable[[np.ndarray], np.ndarray]
@@ -58,11 +59,20 @@ class Proposal:
     steps: Steps | None = None  # for --data.explain_dir
     slots: list[list[tuple[int, ...]]] | None = None
     seams: list[tuple[int, ...]] = field(default_factory=list)  # cuts where two components met: likelier
+    row: rows.Row | None = None  # the kept ink as one row, for the row reader: made by ``keep_row``
+    to_picture: float = 1.0  # decoded picture pixels per working pixel (``steps``)
 
     @cached_property
     def inputs(self) -> np.ndarray:
         """What the classifier is given: ``fields``, then each of :data:`VIEWS` of them (:func:`views`)."""
         return views(self.fields)
+
+    def keep_row(self) -> rows.Row | None:
+        """The kept ink as one row (``reading.rows.row_of``), made from ``steps`` when the picture may hold a
+        number (``rows.worth_a_row``): before ``steps`` is dropped (a worker), or when the row reader is asked."""
+        if self.row is None and self.steps is not None and rows.worth_a_row(self.slots, self.boxes):
+            self.row = rows.row_of(self.steps, self.to_picture)
+        return self.row
 
 
 # Each field is also read turned 12° one way at 0.9 its size and 12° the other way at 1.1 (distortions the
@@ -92,14 +102,37 @@ def propose(gray: np.ndarray, name: str = "image") -> Proposal:
         steps = preprocess(gray, name)
     except BadImage as error:
         return Proposal(np.zeros((0, 28, 28), np.uint8), [], note=_reason(str(error)))
-    proposal = Proposal(steps.fields, steps.boxes, steps=steps, slots=steps.slots, seams=steps.seams)
+    to_picture = max(np.shape(gray)) / max(steps.gray.shape)
+    proposal = Proposal(
+        steps.fields, steps.boxes, steps=steps, slots=steps.slots, seams=steps.seams, to_picture=to_picture
+    )
     proposal.inputs  # noqa: B018 - cached on the proposal, and sent with it from a worker process
     return proposal
 
 
-def decide(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:
+def decide(
+    proposal: Proposal,
+    logits: np.ndarray,
+    calibration: Calibration = Calibration(),
+    read_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Reading:
     """The text read from the classifier's ``logits`` for ``proposal.inputs`` (K × views, classes; or
-    (K, classes) for ``proposal.fields`` alone: one view).
+    (K, classes) for ``proposal.fields`` alone: one view): segmentation's reading (:func:`segmented`), or
+    the row reader's where the picture may hold a number and it is far surer (``reading.rows``).
+    ``read_rows``: uint8 rows (N, 32, 192) → CTC log-probabilities; None: the bundled row reader, asked
+    only about digits (a classifier of ten classes)."""
+    reading = segmented(proposal, logits, calibration)
+    if logits.shape[1] != 10 or not rows.asked(reading, proposal.slots, proposal.boxes):
+        return reading
+    row = proposal.keep_row()
+    if row is None:
+        return reading
+    read_rows = read_rows or rows.bundled()
+    return rows.reread(reading, row, read_rows(row.pixels[None])[0])
+
+
+def segmented(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:
+    """Segmentation's reading: each digit field classified on its own (``logits`` as for :func:`decide`).
 
     Each digit's reading is the one with the highest mean log-confidence per digit on the fields as cut, a
     cut into two needing ``CUT_MARGIN`` more than the whole (a wide 2 or 0 must stay one). Each digit's

@@ -133,12 +133,13 @@ class Gateway:
 def carried(proposal: Proposal) -> dict[str, Any]:
     """What the worker's ``decide`` needs of a proposal besides its fields: every member of the dataclass
     (boxes, note, and whatever the pipeline adds) but the fields (sent as bytes) and ``steps`` (pictures
-    for --data.explain_dir). serving.worker rebuilds the Proposal from it."""
+    for --data.explain_dir; the row reader's row made from them, as JSON). serving.worker rebuilds the Proposal."""
+    row = proposal.keep_row()
     return {
         member.name: getattr(proposal, member.name)
         for member in dataclasses.fields(proposal)
-        if member.name not in ("fields", "steps")
-    }
+        if member.name not in ("fields", "steps", "row")
+    } | {"row": row.as_json() if row is not None else None}
 
 
 def png_base64(fields: np.ndarray) -> str | None:

@@ -21,6 +21,7 @@ import numpy as np
 from lenet_cli.reading.model import OnnxClassifier
 from lenet_cli.reading.pipeline import Calibration, Proposal, decide
 from lenet_cli.reading.reader import as_json
+from lenet_cli.reading.rows import Row
 from lenet_cli.serving import processes
 
 FIELD = 28
@@ -82,7 +83,10 @@ class DigitAPI(ls.LitAPI):
         proposals, start = [], 0
         for count, members in zip(request["counts"], request["proposals"], strict=True):
             fields = request["fields"][start : start + count]
-            proposals.append(Proposal(fields=fields, **{name: _tuples(value) for name, value in members.items()}))
+            row = Row.from_json(members.pop("row", None))
+            proposals.append(
+                Proposal(fields=fields, row=row, **{name: _tuples(value) for name, value in members.items()})
+            )
             start += count
         return proposals
 
