@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests import writing
 from tests.serve_helpers import ServerProcess, png, process_group_alive
 
 
@@ -43,6 +44,7 @@ def batching_server(tmp_path_factory: pytest.TempPathFactory):
 def test_the_batching_worker_answers_as_the_gateway(default_server, batching_server, mnist_test):
     digits = mnist_test[0][:40].numpy()
     flat = np.full((28, 28), 255, np.uint8)  # no digit: an answer with a note
+    pairs = writing.touching(mnist_test[0].numpy(), mnist_test[1].numpy(), 4, seed=3)  # the row reader's
 
     def answers(server: ServerProcess) -> list:
         def one(index: int) -> dict:
@@ -56,11 +58,18 @@ def test_the_batching_worker_answers_as_the_gateway(default_server, batching_ser
         files = [("image", (f"{n}.png", png(image), "image/png")) for n, image in enumerate([*digits[:5], flat])]
         with httpx.Client(base_url=server.url, timeout=30) as client:
             several = client.post("/predict", files=files).json()
-        return [*singles, several]
+            numbers = [
+                client.post(
+                    "/predict", content=png(gray.astype(np.uint8)), headers={"Content-Type": "image/png"}
+                ).json()
+                for gray, _ in pairs
+            ]
+        return [*singles, several, *numbers]
 
     gateway, worker = (answers(server) for server in (default_server, batching_server))
     assert gateway == worker
-    assert gateway[-1]["predictions"][-1]["note"] and "input_png" in gateway[0] and "input_png" not in gateway[1]
+    assert [answer["text"] for answer in gateway[-4:]] == [text for _, text in pairs]
+    assert gateway[-5]["predictions"][-1]["note"] and "input_png" in gateway[0] and "input_png" not in gateway[1]
 
 
 def _connections_by_process(pids: list[int], port: int) -> Counter:

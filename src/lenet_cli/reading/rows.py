@@ -48,10 +48,11 @@ RESCUE_ABOVE = 0.5  # a number segmentation refused is read if each of its digit
 class Row:
     """A picture's kept ink as the row reader takes it: ``pixels`` uint8 (HEIGHT, WIDTH), light on dark;
     and where the row lies in the decoded picture, for the digits' boxes: row x = LEFT + (picture x -
-    ``left``) × ``scale``, the ink between ``top`` and ``bottom`` (picture pixels)."""
+    ``left``) × ``scale``, the ink between ``left`` and ``right``, ``top`` and ``bottom`` (picture pixels)."""
 
     pixels: np.ndarray
     left: float
+    right: float
     top: int
     bottom: int
     scale: float
@@ -61,6 +62,7 @@ class Row:
         return {
             "pixels": base64.b64encode(self.pixels.tobytes()).decode("ascii"),
             "left": self.left,
+            "right": self.right,
             "top": self.top,
             "bottom": self.bottom,
             "scale": self.scale,
@@ -71,7 +73,8 @@ class Row:
         if value is None:
             return None
         pixels = np.frombuffer(base64.b64decode(str(value["pixels"])), np.uint8).reshape(HEIGHT, WIDTH)
-        return cls(pixels, float(value["left"]), int(value["top"]), int(value["bottom"]), float(value["scale"]))
+        edges = float(value["left"]), float(value["right"])
+        return cls(pixels, *edges, int(value["top"]), int(value["bottom"]), float(value["scale"]))
 
 
 def row_of(steps: Steps, to_picture: float = 1.0) -> Row | None:
@@ -96,6 +99,7 @@ def row_of(steps: Steps, to_picture: float = 1.0) -> Row | None:
     return Row(
         np.rint(pixels * 255).astype(np.uint8),
         left=float(columns.min()) * to_picture,
+        right=float(columns.max() + 1) * to_picture,
         top=round(float(rows.min()) * to_picture),
         bottom=round(float(rows.max() + 1) * to_picture),
         scale=width / box.shape[1] / to_picture,
@@ -187,13 +191,15 @@ def reread(reading: Reading, row: Row, log_probabilities: np.ndarray) -> Reading
 
 def _box(row: Row, columns: list[int], index: int) -> tuple[int, int, int, int]:
     """A digit's box in the picture: from halfway to the previous digit's column to halfway to the next's
-    (the first from the ink's left, the last to its right), the row's ink high."""
+    (the first from the ink's left edge, the last to its right edge), the row's ink high."""
     centre = [STRIDE * column + CENTRE for column in columns]  # in row pixels
-    start = LEFT if index == 0 else (centre[index - 1] + centre[index]) / 2
-    end = WIDTH - LEFT if index == len(columns) - 1 else (centre[index] + centre[index + 1]) / 2
-    left = row.left + max(start - LEFT, 0) / row.scale
-    right = row.left + max(end - LEFT, 0) / row.scale
-    return round(left), row.top, max(1, round(right - left)), max(1, row.bottom - row.top)
+
+    def in_picture(x: float) -> float:
+        return min(max(row.left + (x - LEFT) / row.scale, row.left), row.right)
+
+    left = row.left if index == 0 else in_picture((centre[index - 1] + centre[index]) / 2)
+    right = row.right if index == len(columns) - 1 else in_picture((centre[index] + centre[index + 1]) / 2)
+    return round(left), row.top, max(1, round(right) - round(left)), max(1, row.bottom - row.top)
 
 
 class RowReader:
