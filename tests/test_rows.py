@@ -3,6 +3,8 @@ bundled file. Pictures are made here from the MNIST test split (tests/writing.py
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,10 @@ def test_touching_pairs_segmentation_misses_are_read_by_the_row_reader(classify,
     samples = writing.touching(*mnist, 200)
     proposals = [propose(gray) for gray, _ in samples]
     logits = [classify(proposal.inputs) for proposal in proposals]
-    alone = sum(segmented(p, z, classify.calibration).text == t for p, z, (_, t) in zip(proposals, logits, samples))
-    both = sum(decide(p, z, classify.calibration).text == t for p, z, (_, t) in zip(proposals, logits, samples))
+    truths = [text for _, text in samples]
+    calibration = classify.calibration
+    alone = sum(segmented(*pair, calibration).text == t for *pair, t in zip(proposals, logits, truths, strict=True))
+    both = sum(decide(*pair, calibration).text == t for *pair, t in zip(proposals, logits, truths, strict=True))
     assert both >= alone + 12 and both >= 184
 
 
@@ -111,13 +115,11 @@ def test_a_row_crosses_to_the_serving_worker_unchanged(mnist) -> None:  # type: 
 
 def test_a_damaged_bundled_row_reader_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rows, "BUNDLED_SHA256", "0" * 64)
-    with pytest.raises(LenetError, match="row reader .* does not match its checksum; reinstall"):
+    with pytest.raises(LenetError, match=r"row reader .* does not match its checksum; reinstall"):
         rows.RowReader()
 
 
 def test_the_bundled_row_readers_record_names_its_command_and_file() -> None:
-    import json  # noqa: PLC0415
-
     record = json.loads((pretrained.folder() / "row-reader.json").read_text())
     assert record["command"].startswith("python tools/make_row_reader.py")
     assert record["onnx_sha256"] == rows.BUNDLED_SHA256
