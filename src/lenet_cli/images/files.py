@@ -216,14 +216,19 @@ def load_digit(source: Path | BinaryIO, name: str) -> np.ndarray:
 
 
 def decode_each(
-    path: str | Path, attempt: Callable[[Path], Decoded], num_workers: int = 0, usable: str = "readable images"
+    path: str | Path,
+    attempt: Callable[[Path], Decoded],
+    num_workers: int = 0,
+    usable: str = "readable images",
+    skipped: list[Path] | None = None,
 ) -> list[tuple[Path, Decoded]]:
     """``attempt`` on each file of the image file, folder or glob ``path``, in natural order: the files it read.
 
     ``attempt`` raises BadImage for a file it cannot use. A single file that cannot be used fails; from a
     folder or glob the good files are kept and the bad ones listed in a warning (``usable`` says what they
     are not), failing only when none is left. ``num_workers`` threads run ``attempt`` (Pillow and OpenCV
-    work without holding the GIL).
+    work without holding the GIL). The files that could not be used are added to ``skipped`` when given (the
+    summary names them again: listing a folder of 2 000 files a second time took ~0.2 s).
     """
     files, single = collect(str(path))
 
@@ -247,6 +252,8 @@ def decode_each(
     if single and failures:
         raise failures[0]
     kept = [(file, result) for file, result in zip(files, results, strict=True) if not isinstance(result, BadImage)]
+    if skipped is not None:
+        skipped += [file for file, result in zip(files, results, strict=True) if isinstance(result, BadImage)]
     if not kept:
         raise LenetError(
             f"none of the {len(files)} files of {path} is a readable digit image: {_listing(failures, '; ')}"

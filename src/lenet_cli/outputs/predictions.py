@@ -18,7 +18,6 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lenet_cli.atomic import write_text_atomically
 from lenet_cli.checkpoints.pretrained import calibration_of
 from lenet_cli.errors import escaped, print_safely
-from lenet_cli.images import files
 from lenet_cli.outputs.mosaic import save_image_grid
 from lenet_cli.reading.batch import Proposals
 from lenet_cli.reading.pipeline import Calibration, decide
@@ -176,12 +175,8 @@ def _short(name: str) -> str:
 
 def skipped_files(datamodule: Any) -> list[str]:
     """The files of ``--data.predict_path`` that were not predicted on (not readable digit images)."""
-    hparams = getattr(datamodule, "hparams", None) or {}
-    sources = getattr(datamodule, "predict_sources", None)
-    if not hparams.get("predict_path") or sources is None:
-        return []
-    read = set(sources)
-    return [str(file) for file in files.collect(str(hparams["predict_path"]))[0] if str(file) not in read]
+    proposals = getattr(datamodule, "predict_proposals", None)
+    return list(proposals.skipped) if proposals is not None else []
 
 
 def local_rows(predictions: Sequence[Any]) -> list[Row]:

@@ -3,7 +3,7 @@ classifier, each picture's :class:`~lenet_cli.reading.pipeline.Proposal` kept to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class Proposals:
     sources: list[str]  # one per picture
     proposals: list[Proposal]  # one per picture; its inputs are inputs[offsets[i] : offsets[i + 1]]
     offsets: np.ndarray  # int64 (len(sources) + 1,)
+    skipped: list[str] = field(default_factory=list)  # the files that are no readable image
 
 
 def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Path | None = None) -> Proposals:
@@ -40,7 +41,8 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
         proposal = propose(read_grayscale(file, str(file)), str(file))
         return proposal, read_image(file, str(file), colour=True) if explain else None
 
-    kept = decode_each(path, attempt, num_workers)
+    skipped: list[Path] = []
+    kept = decode_each(path, attempt, num_workers, skipped=skipped)
     if explain_dir is not None and rank_zero():  # one rank draws
         draw_steps(
             Path(explain_dir), [(file, image, proposal.steps, proposal.note) for file, (proposal, image) in kept]
@@ -50,4 +52,5 @@ def load_proposals(path: str | Path, num_workers: int = 0, explain_dir: str | Pa
     inputs = (
         np.concatenate([proposal.inputs for proposal in proposals]) if sum(counts) else np.zeros((0, 28, 28), np.uint8)
     )
-    return Proposals(inputs, [str(file) for file, _ in kept], proposals, np.concatenate([[0], np.cumsum(counts)]))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return Proposals(inputs, [str(file) for file, _ in kept], proposals, offsets, [str(file) for file in skipped])
