@@ -54,7 +54,7 @@ def to_row(gray: np.ndarray) -> np.ndarray:
     """A picture of writing (float 0…255, as ``images.decode`` gives) → uint8 (32, 192), light on dark, as
     the reading gives it to the row reader; a picture with no digit gives an empty row."""
     try:
-        row = row_reading.row_of(preprocess(gray))
+        row = row_reading.row_of(row_reading.ink_of(preprocess(gray)))
     except BadImage:
         row = None
     return row.pixels if row is not None else np.zeros((row_reading.HEIGHT, row_reading.WIDTH), np.uint8)

@@ -128,8 +128,8 @@ def _find(source: tuple[str, Path | BinaryIO]) -> tuple[str, Proposal | LenetErr
         if not isinstance(file, Path):
             file = io.BytesIO(file.read())  # stdin is not seekable; Pillow needs to seek
         proposal = propose(read_grayscale(file, escaped(name)), escaped(name))
-        proposal.keep_row()  # made from the steps, which are not sent between processes (the views are:
-        proposal.steps = None  # Proposal.inputs); nor are the explain pictures
+        proposal.keep_ink()  # the row reader's, from the steps, which are not sent between processes (the
+        proposal.steps = None  # views are: Proposal.inputs); nor are the explain pictures
         return name, proposal
     except LenetError as error:
         return name, error

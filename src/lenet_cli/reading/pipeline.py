@@ -60,6 +60,7 @@ class Proposal:
     slots: list[list[tuple[int, ...]]] | None = None
     seams: list[tuple[int, ...]] = field(default_factory=list)  # cuts where two components met: likelier
     row: rows.Row | None = None  # the kept ink as one row, for the row reader: made by ``keep_row``
+    ink: rows.Ink | None = None  # what the row is made from, kept by ``keep_ink`` when ``steps`` is dropped
     to_picture: float = 1.0  # decoded picture pixels per working pixel (``steps``)
 
     @cached_property
@@ -67,11 +68,17 @@ class Proposal:
         """What the classifier is given: ``fields``, then each of :data:`VIEWS` of them (:func:`views`)."""
         return views(self.fields)
 
+    def keep_ink(self) -> None:
+        """Keep what the row reader's row is made from (``rows.ink_of``) when the picture may hold a number
+        (``rows.worth_a_row``): before ``steps`` is dropped (a worker process sends the proposal on)."""
+        if self.ink is None and self.steps is not None and rows.worth_a_row(self.slots, self.boxes):
+            self.ink = rows.ink_of(self.steps)
+
     def keep_row(self) -> rows.Row | None:
-        """The kept ink as one row (``reading.rows.row_of``), made from ``steps`` when the picture may hold a
-        number (``rows.worth_a_row``): before ``steps`` is dropped (a worker), or when the row reader is asked."""
-        if self.row is None and self.steps is not None and rows.worth_a_row(self.slots, self.boxes):
-            self.row = rows.row_of(self.steps, self.to_picture)
+        """The kept ink as one row (``rows.row_of``), made when the row reader is first asked about it."""
+        if self.row is None:
+            self.keep_ink()
+            self.row = rows.row_of(self.ink, self.to_picture)
         return self.row
 
 

@@ -39,9 +39,10 @@ BUNDLED_SHA256 = "289e80fbd7a691aa01c31d0710fcf3cf4c8621d81a14de5abaffe71c92b550
 # When the row reader is asked, and how far its own reading must beat segmentation's. Chosen on the
 # benchmark's sets (500 a set, seed 0) and checked on a second draw (1 000, seed 1): docs/reading.md.
 # It is asked about a picture of several groups, a number read, or one group wider than WIDE × its height
-# (a "61" has no candidate cuts, its 1 being narrow) read with less confidence than ASK_BELOW. Asking about
-# every group with candidate cuts read the same on both draws, but asked about 29 % of single digits, not 10 %.
-ASK_BELOW = 0.99
+# (a "61" has no candidate cuts, its 1 being narrow) read with less confidence than ASK_BELOW. Every group
+# with candidate cuts asked about: the same readings, but 29 % of single digits asked about, not ~4 %
+# (~0.5 ms each); ASK_BELOW 0.99: touching pairs +0.6 / +1.0 points (both draws), twice as many asked.
+ASK_BELOW = 0.95
 WIDE = 0.6
 SURER_BY = 4.0  # nats of the row reader's log-likelihood: its text over segmentation's
 RESCUE_ABOVE = 0.5  # a number segmentation refused is read if each of its digits is at least this sure
@@ -80,19 +81,41 @@ class Row:
         return cls(pixels, *edges, int(value["top"]), int(value["bottom"]), float(value["scale"]))
 
 
-def row_of(steps: Steps, to_picture: float = 1.0) -> Row | None:
-    """The kept ink (``steps.chosen``, its darkness in ``steps.flattened``) scaled to INK_HEIGHT px high,
-    light on dark; None when nothing was kept. ``to_picture``: decoded picture pixels per working pixel."""
-    kept = cv2.dilate(steps.chosen.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    if not steps.chosen.any():
+@dataclass(frozen=True)
+class Ink:
+    """What a row is made from: the kept ink's box and a pixel around it, at the working size — darkness
+    (float32, 0 paper … 1 black) and the kept pixels — and the box's corner. Small enough to send from a
+    worker process in place of the whole preprocessing (``lenet read``)."""
+
+    darkness: np.ndarray
+    chosen: np.ndarray
+    top: int
+    left: int
+
+
+def ink_of(steps: Steps) -> Ink | None:
+    """The kept ink (``steps.chosen``, its darkness from ``steps.flattened``) in its box and a pixel around
+    it (a 3×3 dilation's reach); None when nothing was kept."""
+    x, y, width, height = cv2.boundingRect(steps.chosen.view(np.uint8))
+    if width == 0:
         return None
-    darkness = 1 - steps.flattened
-    level = float(np.percentile(darkness[steps.chosen], 95))
-    ink = np.where(kept, np.clip(darkness / max(level, 1e-3), 0, 1), 0).astype(np.float32)
-    rows, columns = np.nonzero(ink.max(axis=1) > 0.3)[0], np.nonzero(ink.max(axis=0) > 0.3)[0]
+    top, left = max(y - 1, 0), max(x - 1, 0)
+    window = (slice(top, y + height + 1), slice(left, x + width + 1))
+    return Ink(1 - steps.flattened[window], steps.chosen[window], top, left)
+
+
+def row_of(ink: Ink | None, to_picture: float = 1.0) -> Row | None:
+    """The kept ink scaled to INK_HEIGHT px high, light on dark, as the row reader was trained on
+    (``tools/make_row_reader.py``); None when there is none. ``to_picture``: picture pixels per working pixel."""
+    if ink is None:
+        return None
+    kept = cv2.dilate(ink.chosen.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    level = float(np.percentile(ink.darkness[ink.chosen], 95))
+    strokes = np.where(kept, np.clip(ink.darkness / max(level, 1e-3), 0, 1), 0).astype(np.float32)
+    rows, columns = np.nonzero(strokes.max(axis=1) > 0.3)[0], np.nonzero(strokes.max(axis=0) > 0.3)[0]
     if len(rows) == 0:
         return None
-    box = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    box = strokes[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     scale = INK_HEIGHT / box.shape[0]
     width = min(WIDTH - 2 * LEFT, max(1, round(box.shape[1] * scale)))
     resized = cv2.resize(box, (width, INK_HEIGHT), interpolation=cv2.INTER_AREA)
@@ -101,10 +124,10 @@ def row_of(steps: Steps, to_picture: float = 1.0) -> Row | None:
     pixels[top : top + INK_HEIGHT, LEFT : LEFT + width] = resized
     return Row(
         np.rint(pixels * 255).astype(np.uint8),
-        left=float(columns.min()) * to_picture,
-        right=float(columns.max() + 1) * to_picture,
-        top=round(float(rows.min()) * to_picture),
-        bottom=round(float(rows.max() + 1) * to_picture),
+        left=float(ink.left + columns.min()) * to_picture,
+        right=float(ink.left + columns.max() + 1) * to_picture,
+        top=round(float(ink.top + rows.min()) * to_picture),
+        bottom=round(float(ink.top + rows.max() + 1) * to_picture),
         scale=width / box.shape[1] / to_picture,
     )
 

@@ -138,7 +138,7 @@ def carried(proposal: Proposal) -> dict[str, Any]:
     return {
         member.name: getattr(proposal, member.name)
         for member in dataclasses.fields(proposal)
-        if member.name not in ("fields", "steps", "row")
+        if member.name not in ("fields", "steps", "row", "ink")
     } | {"row": row.as_json() if row is not None else None}
 
 
