@@ -156,7 +156,7 @@ def train(arguments: argparse.Namespace) -> tuple[RowReader, dict[str, object]]:
         "command": f"python tools/make_row_reader.py --rows {arguments.rows} --epochs {arguments.epochs} "
         f"--negatives {arguments.negatives} --seed {arguments.seed}",
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain string: the saved weights load with weights_only=True
         "rows": len(rows),
         "made_s": round(made_s, 1),
         "trained_s": round(time.perf_counter() - started - made_s, 1),
