@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ from lenet_cli.errors import LenetError
 from lenet_cli.reading import rows
 from lenet_cli.reading.model import OnnxClassifier
 from lenet_cli.reading.pipeline import decide, propose, segmented
-from lenet_cli.reading.result import Reading
+from lenet_cli.reading.result import Digit, Reading
 from tests import writing
 
 
@@ -75,14 +76,15 @@ def test_one_clear_digit_never_asks_the_row_reader(classify, mnist) -> None:  # 
     assert proposal.row is None  # not even made
 
 
-def test_a_number_the_row_reader_sees_no_digit_in_is_refused(classify, mnist) -> None:  # type: ignore[no-untyped-def]
-    images, labels = mnist
-    ink, text = writing.write_number(images, labels, np.random.default_rng(1), 3, touching=0.0, gap=(8, 10))
-    proposal = propose(writing._paper(ink, np.random.default_rng(2)))
-    logits = classify(proposal.inputs)
-    assert decide(proposal, logits, classify.calibration).text == text
-    refused = decide(proposal, logits, classify.calibration, read_rows=lambda batch: columns()[None])
-    assert not refused.found and refused.note == "not a number: the row reader sees no digit (confidence 1.00)"
+def test_a_number_the_row_reader_sees_no_digit_in_is_refused_when_cut_from_one_group_or_unsure() -> None:
+    row = rows.Row(np.zeros((rows.HEIGHT, rows.WIDTH), np.uint8), 0.0, 20.0, 0, 10, 1.0)
+    sure = Reading("11", 0.98, (Digit("1", 0.99, (0, 0, 5, 10)), Digit("1", 0.99, (5, 0, 5, 10))))
+    unsure = Reading("11", 0.6, sure.digits)
+    nothing = columns()  # every column blank
+    cut = rows.reread(sure, row, nothing, groups=1)  # a V cut into "11"
+    assert not cut.found and cut.note == "not a number: the row reader sees no digit (confidence 1.00)"
+    assert not rows.reread(unsure, row, nothing, groups=2).found  # two groups, read unsurely
+    assert rows.reread(sure, row, nothing, groups=2) is sure  # two groups read surely: the page's thick pen
 
 
 def test_the_row_readers_digits_are_boxed_left_to_right_over_their_ink(classify, mnist) -> None:  # type: ignore[no-untyped-def]
@@ -131,3 +133,23 @@ def test_a_refused_single_digit_is_not_rescued_as_one_digit() -> None:
     row = rows.Row(np.zeros((rows.HEIGHT, rows.WIDTH), np.uint8), 0.0, 20.0, 0, 10, 1.0)
     assert rows.reread(refused, row, columns(7)) is refused
     assert rows.reread(refused, row, columns(7, rows.BLANK, 1)).text == "71"
+
+
+def test_a_number_drawn_as_the_page_draws_keeps_a_digit_per_group(classify) -> None:  # type: ignore[no-untyped-def]
+    # "123" in the page's round 22-px strokes on its 480×240 canvas (serving/static/app.js): three groups of
+    # ink. The row reader, trained on MNIST's pens, read it "13" and was far surer of that; separate groups
+    # are never read as fewer digits.
+    canvas = np.full((240, 480), 255, np.uint8)
+    strokes = [
+        [(0.30, 0.22), (0.33, 0.8)],
+        [(0.40, 0.3), (0.46, 0.2), (0.54, 0.3), (0.40, 0.8), (0.56, 0.8)],
+        [(0.62, 0.22), (0.72, 0.3), (0.64, 0.5), (0.74, 0.65), (0.62, 0.8)],
+    ]
+    for stroke in strokes:
+        points = np.array([(round(x * 480), round(y * 240)) for x, y in stroke], np.int32)
+        cv2.polylines(canvas, [points], False, 0, 22, cv2.LINE_AA)
+    proposal = propose(canvas.astype(np.float32))
+    assert len(proposal.slots or []) == 3
+    assert decide(proposal, classify(proposal.inputs), classify.calibration).text == "123"
+    row = proposal.keep_row()
+    assert row is not None and rows.greedy(rows.bundled()(row.pixels[None])[0])[0] == "13"  # what it reads alone

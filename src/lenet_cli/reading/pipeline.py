@@ -135,7 +135,8 @@ def decide(
     if row is None:
         return reading
     read_rows = read_rows or rows.bundled()
-    return rows.reread(reading, row, read_rows(row.pixels[None])[0])
+    groups = len(proposal.slots) if proposal.slots is not None else len(proposal.fields)
+    return rows.reread(reading, row, read_rows(row.pixels[None])[0], groups)
 
 
 def segmented(proposal: Proposal, logits: np.ndarray, calibration: Calibration = Calibration()) -> Reading:

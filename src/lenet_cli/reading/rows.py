@@ -44,6 +44,11 @@ BUNDLED_SHA256 = "87e07807eaddcbcd3eacc1151e95f7bd09cb220a902953db7318e6e91e36e5
 # (~0.5 ms each); ASK_BELOW 0.99: touching pairs +0.6 / +1.0 points (both draws), twice as many asked.
 ASK_BELOW = 0.95
 WIDE = 0.6
+# Its "no digit" overrules a number of separate, surely read digits only below VETO_BELOW: it was trained on
+# MNIST's pens, and reads a number drawn on the page with a mouse's thick, straight strokes (a heptagon for
+# a 0) as one of its negative shapes. Both draws: non-digits refused -0.0 / -0.1 points.
+VETO_BELOW = 0.9
+MERGE_BELOW = 0.95  # separate groups of ink are read as fewer digits only when segmentation was unsure of one
 SURER_BY = 4.0  # nats of the row reader's log-likelihood: its text over segmentation's
 RESCUE_ABOVE = 0.5  # a number segmentation refused is read if each of its digits is at least this sure
 
@@ -184,19 +189,22 @@ def asked(reading: Reading, slots: list[list[tuple[int, ...]]] | None, boxes: li
     return several or len(reading.text) > 1 or reading.confidence < ASK_BELOW
 
 
-def reread(reading: Reading, row: Row, log_probabilities: np.ndarray) -> Reading:
+def reread(reading: Reading, row: Row, log_probabilities: np.ndarray, groups: int = 1) -> Reading:
     """Segmentation's ``reading`` of a picture, or the row reader's where it is far surer (``log_probabilities``:
-    its (T, 11) output for ``row``):
+    its (T, 11) output for ``row``; ``groups``: the separate groups of ink segmentation found):
 
-    - segmentation reads a number (two digits or more), the row reader nothing: no digit (letters cut apart);
+    - segmentation reads a number (two digits or more) cut out of one group, or with less confidence than
+      VETO_BELOW, and the row reader nothing: no digit (a V cut into "11", letters read one by one);
     - segmentation refused it, the row reader reads a number with every digit above RESCUE_ABOVE: that number;
     - the two differ, one of them a number: the row reader's if its log-likelihood beats that of
-      segmentation's text by SURER_BY.
+      segmentation's text by SURER_BY, and it reads a digit for each group or segmentation's weakest
+      digit is under MERGE_BELOW (a broken 4 read "61"; a "123" drawn with the page's thick strokes, each
+      digit at 0.999, was read "13").
     """
     text, confidences, columns = greedy(log_probabilities)
     if text == reading.text:
         return reading
-    if reading.found and not text and len(reading.text) > 1:
+    if reading.found and not text and len(reading.text) > 1 and (groups == 1 or reading.confidence < VETO_BELOW):
         surest = float(np.exp(likelihood(log_probabilities, "")))
         return Reading("", 0.0, (), f"not a number: the row reader sees no digit (confidence {surest:.2f})")
     if len(text) < 2 and len(reading.text) < 2:
@@ -205,7 +213,8 @@ def reread(reading: Reading, row: Row, log_probabilities: np.ndarray) -> Reading
         take = len(text) > 1 and min(confidences) > RESCUE_ABOVE
     else:
         gain = likelihood(log_probabilities, text) - likelihood(log_probabilities, reading.text) if text else 0.0
-        take = gain > SURER_BY
+        weakest = min(digit.confidence for digit in reading.digits)
+        take = gain > SURER_BY and (len(text) >= groups or weakest < MERGE_BELOW)
     if not take:
         return reading
     digits = tuple(
