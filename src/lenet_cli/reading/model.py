@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from lenet_cli.errors import LenetError, escaped
 from lenet_cli.reading.pipeline import Calibration
+from lenet_cli.reading.runtime import bundled_folder, session
 
 # The bundled model, beside its checkpoint; its sha256 is checked at every load, as the checkpoint's is
 # (lenet_cli.checkpoints.pretrained: the same constants, kept there with the checkpoint's).
@@ -29,11 +29,6 @@ BUNDLED_RECORD = "lenet-robust.json"
 BUNDLED_SHA256 = "e173a897b747cdc08c54ac43734818019be51d4ab48a925ecf4cd642e76f3396"
 FIELD = 28
 INSTALL = "pip install lenet-cli (or the reader alone: pip install ./reader in a checkout)"
-
-
-def bundled_folder() -> Path:
-    # A name, not an import: lenet_cli.checkpoints is a data folder here (its modules need torch).
-    return Path(str(resources.files("lenet_cli") / "checkpoints" / "bundled"))
 
 
 def bundled_path() -> Path:
@@ -74,19 +69,13 @@ class OnnxClassifier:
     """
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort  # noqa: PLC0415 - ~0.05 s: only once a model is opened
-
         self.path = bundled_path() if path is None else Path(path)
         name = escaped(self.path)
         if path is not None and not self.path.is_file():
             what = "is a folder" if self.path.is_dir() else "does not exist"
             raise LenetError(f"--model {name}: {what}; give an ONNX file from `lenet export`")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = session(self.path, threads)
         except Exception as error:  # ONNX Runtime raises its own classes for a bad file
             detail = " ".join(str(error).split())[:200]
             raise LenetError(f"--model {name}: not an ONNX model that ONNX Runtime can run ({detail})") from error

@@ -18,8 +18,6 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -28,6 +26,7 @@ import numpy as np
 from lenet_cli.errors import LenetError
 from lenet_cli.images.mnist_style import Steps
 from lenet_cli.reading.result import Digit, Reading
+from lenet_cli.reading.runtime import bundled_folder, session
 
 HEIGHT, WIDTH, INK_HEIGHT, LEFT = 32, 192, 24, 4  # a row's pixels; the ink's height in it; its left margin
 BLANK = 10  # CTC's "no digit in this column", after the ten digits
@@ -241,17 +240,10 @@ class RowReader:
     """The bundled row reader: uint8 rows (N, HEIGHT, WIDTH) → CTC log-probabilities (N, T, 11)."""
 
     def __init__(self) -> None:
-        import onnxruntime as ort  # noqa: PLC0415 - only once a number is to be read
-
-        # Beside the bundled classifier (reading.model.bundled_folder, which imports this module's caller).
-        path = Path(str(resources.files("lenet_cli") / "checkpoints" / "bundled" / BUNDLED_FILE))
+        path = bundled_folder() / BUNDLED_FILE
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != BUNDLED_SHA256:
             raise LenetError(f"the bundled row reader {path} is missing or does not match its checksum; reinstall")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = session(path)
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
