@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from lenet_cli.images import ink
 from lenet_cli.images.segment import segment
@@ -53,6 +54,33 @@ def test_a_thick_digit_cropped_tightly_keeps_its_body_beside_its_bar() -> None:
     labels, groups = segment(ink_mask > 0.5)
     kept = np.isin(labels, [i for group in groups for i in group.ids])
     assert kept[50, 30] and kept[4, 30]  # body and bar
+
+
+@pytest.mark.parametrize(
+    ("strokes", "at_the_border"),
+    [
+        (
+            [[(19, 14), (38, 12), (34, 24)], [(30, 33), (22, 54)]],
+            (22, 54),
+        ),  # a 7, its stem broken off, at the bottom
+        ([[(30, 2), (46, 2)], [(24, 10), (20, 24), (32, 26), (30, 38), (18, 40)]], (38, 2)),  # a 5's bar at the top
+        ([[(26, 30), (26, 54)], [(38, 36), (38, 36)]], (26, 54)),  # a thick 1 at the bottom, a dot of ink beside it
+    ],
+    ids=["seven's stem", "five's bar", "one and a dot"],
+)
+def test_a_digits_own_stroke_at_the_border_of_a_small_picture_is_kept(
+    strokes: list[list[tuple[int, int]]], at_the_border: tuple[int, int]
+) -> None:
+    # One edge touched (MNIST test digits read "no digit" until 2026-12-06): a stroke of the digit that
+    # reaches the border is not dropped as a shadow or the table because the rest lies inside it: a small
+    # picture has neither.
+    ink_mask = np.zeros((56, 60), np.float32)
+    for points in strokes:
+        stroke(ink_mask, points, 1.0, width=5 if len(points) > 1 else 7)
+    labels, groups = segment(ink_mask > 0.5)
+    kept = np.isin(labels, [i for group in groups for i in group.ids])
+    x, y = at_the_border
+    assert kept[y, x]
 
 
 def test_overlapping_neighbours_are_cut_apart_along_their_strokes() -> None:

@@ -108,7 +108,10 @@ def segment(ink: np.ndarray, inside: tuple[int, int, int, int] | None = None) ->
     strip = spans & (np.minimum(box_width / width, box_height / height) < STRIP)  # the table's edge, a margin
     tight = touches[largest] and not (solid | strip)[largest] and area[largest] >= TIGHT * area[keep].sum()
     if writing.any() and not tight:  # digits at the border stay (a number cut tightly): only what is unlike them goes
-        keep &= ~touches | ~(solid | spans | corner | (box_height > TALLER * box_height[writing].max()))
+        unlike = spans | corner
+        if max(height, width) >= PHOTO_SIZE:  # a shadow, the table: in a small picture, a digit's own stroke
+            unlike |= solid | (box_height > TALLER * box_height[writing].max())
+        keep &= ~touches | ~unlike
     components = [
         Group([int(i) + 1], (int(y[i]), int(x[i]), int(y[i] + box_height[i]), int(x[i] + box_width[i])), int(area[i]))
         for i in np.flatnonzero(keep)
