@@ -26,6 +26,19 @@ def test_the_noise_floor_is_the_papers_even_when_most_of_the_picture_is_ink() ->
     assert threshold is not None and (darkness[:, 20:] > threshold).mean() > 0.3
 
 
+def test_a_hollowed_blob_is_measured_by_its_rim_not_its_specks() -> None:
+    # A loop filled with ink that the first lighting window hollowed out: a thick rim around specks of one
+    # pixel. The specks' ridge outnumbers the rim's; the median of it all was theirs (2 px), so the second
+    # window was as narrow as the first and the loop stayed hollow (a tight crop's 6 read as 1).
+    ink_mask = np.zeros((80, 80), np.uint8)
+    cv2.circle(ink_mask, (40, 40), 22, 1, 9)
+    ink_mask[26:55:2, 26:55:2] = 1
+    assert ink.stroke_width(ink_mask.astype(bool)) >= 7
+    photo_sized = np.zeros((300, 300), bool)  # a photo may hold a shadow: its strokes' median as before
+    photo_sized[:80, :80] = ink_mask.astype(bool)
+    assert ink.stroke_width(photo_sized) <= 3
+
+
 def test_a_digits_fainter_strokes_join_it_and_not_its_neighbours_or_a_ruled_line() -> None:
     darkness = np.zeros((70, 160), np.float32)
     stroke(darkness, [(15, 8), (15, 40)], 0.9)  # a dark stroke ...

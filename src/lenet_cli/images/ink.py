@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lenet_cli.images.segment import PHOTO_SIZE, Group
+from lenet_cli.images.segment import PHOTO_SIZE, SPECK_FRACTION, Group
 
 # The closing's window, as a fraction of the working image's shorter side: wider than the strokes of a
 # digit that fills the picture, narrower than the lighting changes. At least BACKGROUND_MIN_WINDOW px:
@@ -19,6 +19,7 @@ MIN_FLOOR = 0.04  # ... and at least this much darker than the paper around it (
 MIN_CONTRAST = 0.15  # ink is at least 15 % darker than its paper: below that the picture is blank
 MIN_INK = 0.3  # a digit's strokes are mostly 30 % darker than the paper: faint lines and grain are not
 MAX_WINDOW = 0.5  # the stroke-sized lighting window at most this fraction of the picture's shorter side
+SMALL_RIDGE = 90  # in a picture under PHOTO_SIZE, the strokes' width is this percentile of the ridge (specks aside)
 STROKE_WINDOW = 3  # the lighting window at least this many stroke widths
 HYSTERESIS = 0.5  # a digit's fainter strokes: darker than this fraction of the ink threshold, joined to its ink
 WEAK_REACH = 0.3  # ... from a faint component lying within this fraction of the digit's height around its box
@@ -62,13 +63,28 @@ def stroke_width(ink: np.ndarray) -> float:
     """The strokes' width in pixels: twice the median distance to the paper along their middles (the
     distance transform's ridge). The median of the ridge, not the mean of all ink: a shadow or the table
     in the picture is a wide blob with a short ridge, a digit's strokes a long thin one. A thick stroke
-    that the first, narrower window hollowed out still measures wider than that window."""
+    that the first, narrower window hollowed out still measures wider than that window.
+
+    In a picture under ``PHOTO_SIZE`` (no shadow, no table: only the digit) the ridge's ``SMALL_RIDGE``
+    quantile of the components that are not specks: the first window hollows a loop filled with ink or
+    an enlarged digit's thickest block into specks whose ridge is one pixel high, and the median of the
+    ridge was the specks' (a tight crop's filled 6 or 9 read 1; with it, the second draw's 8×8 digits
+    read 95.1 → 96.9 %, its tight crops 98.7 → 98.9 %).
+    """
     if not ink.any():
         return 0.0
+    small = max(ink.shape) < PHOTO_SIZE
+    if small:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(ink.view(np.uint8), connectivity=8)
+        area = stats[:, cv2.CC_STAT_AREA]
+        area[0] = 0  # the paper
+        ink = (area >= SPECK_FRACTION * area.max())[labels]
     padded = cv2.copyMakeBorder(ink.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # np.pad's, 8× faster
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
     ridge = ink & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
-    return 2 * median(distance[ridge]) if ridge.any() else 0.0
+    if not ridge.any():
+        return 0.0
+    return 2 * (float(np.percentile(distance[ridge], SMALL_RIDGE)) if small else median(distance[ridge]))
 
 
 def median(values: np.ndarray) -> float:
