@@ -205,14 +205,23 @@ def test_a_number_read_with_little_confidence_is_refused() -> None:
     )
 
 
-def test_a_filled_shape_is_no_digit() -> None:
+@pytest.mark.parametrize("black", [False, True], ids=["hollowed", "left whole"])
+def test_a_filled_shape_is_no_digit(black: bool) -> None:
     # The lighting window is sized from strokes, so the flattening takes a filled shape's inside for paper
-    # and leaves its rim, which read as "0", "11" or "8"; a ring as thick as a marker's still reads.
+    # and leaves its rim, which read as "0", "11" or "8". A black one's window is as wide as the shape (a
+    # small picture's thickest ink: images.ink.stroke_width) and leaves it whole but for pinholes, which
+    # read as "0" too (tests/writing.negatives' filled ellipses, 2026-12-06). A ring as thick as a marker's
+    # still reads.
     filled, ring = np.zeros((96, 96), np.float32), np.zeros((96, 96), np.float32)
-    cv2.ellipse(filled, (48, 48), (22, 34), 20.0, 0, 360, 1.0, -1, cv2.LINE_AA)
-    cv2.ellipse(ring, (48, 48), (22, 34), 20.0, 0, 360, 1.0, 7, cv2.LINE_AA)
+    axes = (38, 28) if black else (22, 34)
+    cv2.ellipse(filled, (48, 48), axes, 20.0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.ellipse(ring, (48, 48), axes, 20.0, 0, 360, 1.0, 7, cv2.LINE_AA)
     rng = np.random.default_rng(0)
-    blot = propose(writing._paper(filled, rng))
+    if black:
+        shape = (241 - 236 * filled + rng.normal(0, 2, filled.shape)).clip(0, 255).astype(np.float32)
+    else:
+        shape = writing._paper(filled, rng)
+    blot = propose(shape)
     assert len(blot.fields) == 0 and blot.note == "a filled shape or a blot, not strokes"
     assert len(propose(writing._paper(ring, rng)).fields) >= 1
 

@@ -66,6 +66,8 @@ CROP_LEVEL = 0.2  # grey level (of 1) above which a pixel counts for the digit's
 FILLED = 0.4  # ink as wide as this fraction of its longer side is a filled shape or a blot, not a stroke ...
 FILLED_RIM = 0.75  # ... when the flattening left less than this share of it as ink (a digit's strokes: all)
 AS_DARK = 0.25  # ... "it" being what is darker than this fraction of the way from the ink to the paper
+SOLID_INK = 0.7  # ink left whole, its pinholes closed, as wide as this fraction of its longer side: a filled shape
+PINHOLE = 0.005  # a hole in the ink of at most this fraction of its box is a pinhole
 
 
 @dataclass
@@ -245,6 +247,13 @@ def _blot(
     top, left, bottom, right = (value - margin for value in group.box)  # in gray
     if top < 0 or left < 0 or bottom > gray.shape[0] or right > gray.shape[1]:
         return None  # the box reaches into the added margin: a tight crop, not a blot on a page
+    # A window as wide as the shape (a small picture: images.ink.stroke_width) leaves it whole, with pinholes
+    _, holes, stats, _ = cv2.connectedComponentsWithStats((~strokes).view(np.uint8), connectivity=4)
+    pinholes = stats[:, cv2.CC_STAT_AREA] <= PINHOLE * strokes.size  # not a 6's or an 8's small loop
+    pinholes[0] = False  # the strokes themselves
+    closed = cv2.copyMakeBorder((strokes | pinholes[holes]).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    if 2 * float(cv2.distanceTransform(closed, cv2.DIST_L2, 3).max()) >= SOLID_INK * max(bottom - top, right - left):
+        return group.box
     # First within the pieces' box (most pictures stop here): their strokes are all the dark there is
     box = gray[top:bottom, left:right]
     (ink,) = quantiles(box[strokes], (50,))
