@@ -84,7 +84,11 @@ def stroke_width(ink: np.ndarray) -> float:
     ridge = ink & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
     if not ridge.any():
         return 0.0
-    return 2 * (float(np.percentile(distance[ridge], SMALL_RIDGE)) if small else median(distance[ridge]))
+    values = distance[ridge]
+    if small:  # np.percentile's nearest rank, by np.partition: 2 µs instead of 30
+        rank = round((len(values) - 1) * SMALL_RIDGE / 100)
+        return 2 * float(np.partition(values, rank)[rank])
+    return 2 * median(values)
 
 
 def median(values: np.ndarray) -> float:
