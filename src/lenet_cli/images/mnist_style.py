@@ -68,6 +68,7 @@ FILLED_RIM = 0.75  # ... when the flattening left less than this share of it as 
 AS_DARK = 0.25  # ... "it" being what is darker than this fraction of the way from the ink to the paper
 SOLID_INK = 0.7  # ink left whole, its pinholes closed, as wide as this fraction of its longer side: a filled shape
 PINHOLE = 0.005  # a hole in the ink of at most this fraction of its box is a pinhole
+SOLID_FILL = 0.3  # ... tested only for ink filling this much of its box (a disk 0.7 across fills 0.38 of it)
 
 
 @dataclass
@@ -247,15 +248,15 @@ def _blot(
     top, left, bottom, right = (value - margin for value in group.box)  # in gray
     if top < 0 or left < 0 or bottom > gray.shape[0] or right > gray.shape[1]:
         return None  # the box reaches into the added margin: a tight crop, not a blot on a page
-    # A window as wide as the shape (a small picture: images.ink.stroke_width) leaves it whole, with pinholes.
-    # A disk 0.7 of the longer side across covers 0.38 of the box: strokes filling under 0.3 of it are strokes.
-    if strokes.sum() >= 0.3 * strokes.size and _solid(strokes):
+    # A window as wide as the shape (a small picture: images.ink.stroke_width) leaves it whole, with pinholes
+    inked = int(strokes.sum())
+    if inked >= SOLID_FILL * strokes.size and _solid(strokes):
         return group.box
     # First within the pieces' box (most pictures stop here): their strokes are all the dark there is
     box = gray[top:bottom, left:right]
     (ink,) = quantiles(box[strokes], (50,))
     (paper,) = quantiles(box, (PAPER_QUANTILE,))
-    if strokes.sum() >= FILLED_RIM * (box < ink + AS_DARK * (paper - ink)).sum():
+    if inked >= FILLED_RIM * (box < ink + AS_DARK * (paper - ink)).sum():
         return None
     reach = max(bottom - top, right - left) // 2  # the shape around the pieces the flattening left
     above, before = min(reach, top), min(reach, left)  # the region's rows above the box, columns before it
