@@ -135,6 +135,27 @@ def test_a_refused_single_digit_is_not_rescued_as_one_digit() -> None:
     assert rows.reread(refused, row, columns(7, rows.BLANK, 1)).text == "71"
 
 
+def test_a_refused_picture_is_rescued_only_as_a_number_likelier_than_not() -> None:
+    # Each digit of "4061" at 0.6 (above RESCUE_ABOVE), the rest of each column blank: the whole number's
+    # probability is ~0.6⁴ = 0.13, as the row reader reads a word; "71" at 0.9 each is 0.81.
+    refused = Reading("", 0.0, (), "not a digit")
+    row = rows.Row(np.zeros((rows.HEIGHT, rows.WIDTH), np.uint8), 0.0, 20.0, 0, 10, 1.0)
+
+    def unsure(label: int, sure: float) -> np.ndarray:  # one column: ``label`` at ``sure``, blank the rest
+        return np.log(np.where(np.arange(11) == label, sure, np.where(np.arange(11) == rows.BLANK, 1 - sure, 1e-9)))
+
+    weak = columns()
+    for column, label in ((0, 4), (2, 0), (4, 6), (6, 1)):
+        weak[column] = unsure(label, 0.6)
+    assert rows.greedy(weak)[0] == "4061" and min(rows.greedy(weak)[1]) > rows.RESCUE_ABOVE
+    assert np.exp(rows.likelihood(weak, "4061")) < 0.5
+    assert rows.reread(refused, row, weak) is refused
+    sure = columns()
+    for column, label in ((0, 7), (2, 1)):
+        sure[column] = unsure(label, 0.9)
+    assert rows.reread(refused, row, sure).text == "71"
+
+
 def test_a_number_drawn_as_the_page_draws_keeps_a_digit_per_group(classify) -> None:  # type: ignore[no-untyped-def]
     # "123" in the page's round 22-px strokes on its 480×240 canvas (serving/static/app.js): three groups of
     # ink. The row reader, trained on MNIST's pens, read it "13" and was far surer of that; separate groups
