@@ -42,6 +42,7 @@ def test_hyperparameters_saved_as_plain_types() -> None:
         "compile": False,
         "channels_last": None,
         "cuda_graph": False,
+        "outlier_weight": 0.5,
     }
 
 

@@ -13,11 +13,11 @@ from torchmetrics.utilities import dim_zero_cat
 OUTLIER_WEIGHT = 0.5  # of the outlier-exposure term against the digits' cross-entropy (Hendrycks et al. use 0.5)
 
 
-def batch_sums(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def batch_sums(logits: Tensor, labels: Tensor, outlier_weight: float = OUTLIER_WEIGHT) -> tuple[Tensor, Tensor]:
     """The loss of a batch, and its (loss × batch size, correct predictions, digits in the batch).
 
     The loss is the digits' cross-entropy; a sample labelled ``-1`` is no digit (``data.negatives``,
-    outlier exposure) and adds ``OUTLIER_WEIGHT`` × its cross-entropy against the uniform distribution,
+    outlier exposure) and adds ``outlier_weight`` × its cross-entropy against the uniform distribution,
     which teaches low confidence there. Both are summed and divided by the batch size: no division by a
     count read back from the device, and without negatives the loss is the mean cross-entropy as before.
     """
@@ -25,7 +25,7 @@ def batch_sums(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     log_probabilities = F.log_softmax(logits.float(), dim=1)
     digits_loss = -log_probabilities.gather(1, labels.clamp(min=0)[:, None])[:, 0]
     uniform_loss = -log_probabilities.mean(dim=1)
-    loss = torch.where(digit, digits_loss, OUTLIER_WEIGHT * uniform_loss).sum() / len(labels)
+    loss = torch.where(digit, digits_loss, outlier_weight * uniform_loss).sum() / len(labels)
     correct = (logits.argmax(dim=1) == labels).sum().to(loss.dtype)
     count = digit.sum().to(loss.dtype)
     return loss, torch.stack((loss.detach() * len(labels), correct, count))

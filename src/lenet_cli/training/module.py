@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lenet_cli.training.cuda_graph import GraphedTraining
-from lenet_cli.training.metrics import EpochMeans, batch_sums
+from lenet_cli.training.metrics import OUTLIER_WEIGHT, EpochMeans, batch_sums
 from lenet_cli.training.network import LeNet5, upgraded
 
 
@@ -30,6 +30,8 @@ class LeNet(GraphedTraining):
             oneDNN runs them ~10 % faster so (on a GPU the conversions cost more than they save).
         cuda_graph: On a CUDA device, replay the training step (forward, backward, DDP's all-reduce)
             from a CUDA graph (``lenet_cli.graphs``); where it cannot, it warns and trains eagerly.
+        outlier_weight: Weight of the outlier-exposure term for pictures of no digit (``--data.negatives``)
+            against the digits' cross-entropy (``lenet_cli.training.metrics.batch_sums``).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class LeNet(GraphedTraining):
         compile: bool = False,
         channels_last: bool | None = None,
         cuda_graph: bool = False,
+        outlier_weight: float = OUTLIER_WEIGHT,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -60,7 +63,7 @@ class LeNet(GraphedTraining):
 
     def train_outputs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """The loss and :func:`~lenet_cli.metrics.batch_sums` of a training batch (captured as it is)."""
-        return batch_sums(self(images), labels)
+        return batch_sums(self(images), labels, self.hparams.outlier_weight)
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, _ = batch
@@ -75,12 +78,12 @@ class LeNet(GraphedTraining):
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         images, labels, _ = batch
-        self.val_means.update(batch_sums(self(images), labels)[1])
+        self.val_means.update(batch_sums(self(images), labels, self.hparams.outlier_weight)[1])
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         images, labels, _ = batch
         logits = self(images)
-        self.test_means.update(batch_sums(logits, labels)[1])
+        self.test_means.update(batch_sums(logits, labels, self.hparams.outlier_weight)[1])
         return {"predictions": logits.argmax(dim=1)}  # read by the evaluation report callback
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
