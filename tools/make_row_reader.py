@@ -143,8 +143,9 @@ def train(arguments: argparse.Namespace) -> tuple[RowReader, dict[str, object]]:
 
     torch.manual_seed(arguments.seed)
     model = RowReader()
-    if arguments.init:  # go on from a reader built before (its weights from --save): a shorter run
-        model.load_state_dict(torch.load(arguments.init, weights_only=True)["state_dict"])
+    init = torch.load(arguments.init, weights_only=True) if arguments.init else None  # weights and record
+    if init is not None:  # go on from a reader built before (its weights from --save): a shorter run
+        model.load_state_dict(init["state_dict"])
     else:
         bundled = torch.load(folder() / "lenet-robust.ckpt", weights_only=True)["state_dict"]
         model.features.load_state_dict(
@@ -174,7 +175,7 @@ def train(arguments: argparse.Namespace) -> tuple[RowReader, dict[str, object]]:
         "command": f"python tools/make_row_reader.py --rows {arguments.rows} --epochs {arguments.epochs} "
         f"--negatives {arguments.negatives} --crisp {arguments.crisp} --lr {arguments.lr} --seed {arguments.seed}"
         + (f" --init {arguments.init.name}" if arguments.init else ""),
-        "init_record": torch.load(arguments.init, weights_only=True)["record"] if arguments.init else None,
+        "init_record": init["record"] if init is not None else None,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
         "torch": str(torch.__version__),  # a plain string: the saved weights load with weights_only=True
         "rows": len(rows),
