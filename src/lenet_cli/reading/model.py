@@ -26,7 +26,7 @@ from lenet_cli.reading.runtime import bundled_folder, session
 # (lenet_cli.checkpoints.pretrained: the same constants, kept there with the checkpoint's).
 BUNDLED_FILE = "lenet-robust.onnx"
 BUNDLED_RECORD = "lenet-robust.json"
-BUNDLED_SHA256 = "02e971ff112ccd31bbadf66fe2fd0986b78b3c53593d7df303b91103b05d2abc"
+BUNDLED_SHA256 = "c55e41a9a98912f02e4748bd3d23ed03c274c6a4a2468b76256fe9d161158af4"
 FIELD = 28
 INSTALL = "pip install lenet-cli (or the reader alone: pip install ./reader in a checkout)"
 
