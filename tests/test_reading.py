@@ -49,7 +49,8 @@ from tests.helpers import CPU
 # pipeline before #23's low-resolution fixes: 76 %; numbers 90.5 / 91.9 % and touching 84.0 / 86.9 % before
 # the row reader; tight 98.5 / 98.6 %, one edge 98.5 / 98.7 %, 8×8 95.5 / 95.1 % before session 12's
 # segmentation fixes). Bars ~3 standard errors under. Session 13's model on the 1 000 (seed 1): tight 98.5 %,
-# one edge 99.4 %, light on dark 99.7 %, thick 98.3 %, numbers 95.8 %, touching 96.0 %, 8×8 96.3 %.
+# one edge 99.4 %, light on dark 99.7 %, thick 98.3 %, numbers 95.8 %, touching 96.0 %, 8×8 96.3 %; with
+# session 14's thinned thick strokes: thick 98.8 %, light on dark 99.6 %, 8×8 96.4 %, touching 95.9 %.
 BARS = {
     "tight": (0.97, writing.tight),
     "one_edge": (0.96, writing.one_edge),
@@ -59,6 +60,7 @@ BARS = {
     "touching": (0.91, writing.touching),
     "low_resolution": (0.93, writing.low_resolution),
 }
+SINGLE_DIGITS = ("tight", "one_edge", "light_on_dark", "thick")  # the issue's "digits wrongly refused" (≤ 0.5 %)
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +81,25 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
     return writing.mnist_test()
 
 
-def share_read(samples: list[tuple[np.ndarray, str]], classify, refused_only: bool = False) -> float:  # type: ignore[no-untyped-def]
+def shares(samples: list[tuple[np.ndarray, str]], classify) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """The shares of ``samples`` read exactly and refused ("no digit")."""
     calibration = pretrained.calibration()
     readings = [read_gray(gray, classify, calibration) for gray, _ in samples]
-    if refused_only:
-        return float(np.mean([not reading.found for reading in readings]))
-    return float(np.mean([reading.text == text for reading, (_, text) in zip(readings, samples, strict=True)]))
+    exact = np.mean([reading.text == text for reading, (_, text) in zip(readings, samples, strict=True)])
+    return float(exact), float(np.mean([not reading.found for reading in readings]))
+
+
+def share_read(samples: list[tuple[np.ndarray, str]], classify, refused_only: bool = False) -> float:  # type: ignore[no-untyped-def]
+    return shares(samples, classify)[1 if refused_only else 0]
 
 
 @pytest.mark.parametrize("name", list(BARS))
 def test_the_bundled_model_reads_each_framing(name: str, classify, mnist) -> None:  # type: ignore[no-untyped-def]
     bar, make = BARS[name]
-    assert share_read(make(*mnist, 200), classify) >= bar
+    exact, refused = shares(make(*mnist, 200), classify)
+    assert exact >= bar
+    if name in SINGLE_DIGITS:  # measured 1, 1, 1 and 3 of 200 (tight, one edge, light on dark, thick) refused
+        assert refused <= 0.025
 
 
 @pytest.mark.slow
