@@ -30,9 +30,9 @@ from lenet_cli.reading.pipeline import (
     Calibration,
     Proposal,
     decide,
+    field_stroke_width,
     propose,
     read_gray,
-    stroke_width,
     thinned,
     views,
 )
@@ -154,7 +154,7 @@ def test_a_thick_pen_field_is_read_thinned(classify, mnist, monkeypatch: pytest.
     assert untouched >= 0.98  # MNIST's own strokes are read as they are (measured: 99 %)
     bar = np.zeros((1, 28, 28), np.uint8)
     bar[0, 4:24, 11:17] = 255  # a 1 six pixels wide: 120 pixels, an outline through their centres of 48
-    assert stroke_width(bar[0]) == pytest.approx(5.0) and stroke_width(bar[0, :, :14]) < THICK_STROKE
+    assert field_stroke_width(bar[0]) == pytest.approx(5.0) and field_stroke_width(bar[0, :, :14]) < THICK_STROKE
     assert thinned(bar)[0].max() == 255 and (thinned(bar)[0] >= 128).sum() == 18 * 4  # a pixel off each side
 
     def read(fields: np.ndarray) -> tuple[float, float]:  # (read right and not refused, refused)
@@ -256,7 +256,7 @@ def test_a_number_read_with_little_confidence_is_refused() -> None:
 def test_a_filled_shape_is_no_digit(black: bool) -> None:
     # The lighting window is sized from strokes, so the flattening takes a filled shape's inside for paper
     # and leaves its rim, which read as "0", "11" or "8". A black one's window is as wide as the shape (a
-    # small picture's thickest ink: images.ink.stroke_width) and leaves it whole but for pinholes, which
+    # small picture's thickest ink: images.ink.field_stroke_width) and leaves it whole but for pinholes, which
     # read as "0" too (tests/writing.negatives' filled ellipses, 2026-12-06). A ring as thick as a marker's
     # still reads.
     filled, ring = np.zeros((96, 96), np.float32), np.zeros((96, 96), np.float32)

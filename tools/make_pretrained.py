@@ -141,7 +141,8 @@ def calibrate(checkpoint: Path) -> dict[str, Any]:
     """Temperature scaling (Guo et al. 2017) fitted on the validation split (the NLL's minimum on a grid of
     0.01), the rejection level, and the expected calibration error on the test split before and after.
 
-    The temperature is the network's own (fields as cut); ``reject_below``, ``test_ece`` and
+    The temperature is the network's own (each field as the pipeline gives it, ``views``' first: thick
+    strokes thinned); ``reject_below``, ``test_ece`` and
     ``test_accuracy_read`` are of the confidences the reading pipeline gives: the mean over each field's views
     (``lenet_cli.reading.pipeline.views``, ``decide``). A temperature fitted to that mean (0.73 for the bundled
     model) sharpens every view: it read fewer numbers and refused fewer non-digits (docs/DEVELOPING.md).

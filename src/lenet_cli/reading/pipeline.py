@@ -102,8 +102,10 @@ VIEWS = ((12.0, 0.9), (-12.0, 1.1))  # (degrees anticlockwise, scale) about MNIS
 THICK_STROKE = 4.4
 
 
-def stroke_width(field: np.ndarray) -> float:
-    """The mean stroke width of a uint8 (28, 28) field, in pixels: twice its ink's area over its outline."""
+def field_stroke_width(field: np.ndarray) -> float:
+    """The mean stroke width of a uint8 (28, 28) field, in pixels: twice its ink's area over its outline.
+    Not ``images.ink.stroke_width`` (a picture's strokes, from its distance transform's ridge): THICK_STROKE
+    was measured with this one."""
     ink = (field >= 128).astype(np.uint8)
     outlines, _ = cv2.findContours(ink, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     return 2 * float(ink.sum()) / max(sum(cv2.arcLength(outline, True) for outline in outlines), 1.0)
@@ -114,7 +116,7 @@ def thinned(fields: np.ndarray) -> np.ndarray:
     stretched back to full ink; the others as they are."""
     out = fields.copy()
     for index, one in enumerate(fields):
-        if stroke_width(one) > THICK_STROKE:
+        if field_stroke_width(one) > THICK_STROKE:
             eroded = cv2.erode(one, np.ones((3, 3), np.uint8))
             out[index] = np.rint(eroded * (255.0 / max(int(eroded.max()), 1))).astype(np.uint8)
     return out
